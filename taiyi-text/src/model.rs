@@ -1,0 +1,447 @@
+//! The BERT encoder: embeddings, post-LN encoder layers, tanh pooler.
+//!
+//! Field names follow the Hugging Face checkpoint keys, except two that Rust cannot or should
+//! not spell: `attention.self` is the field `attention.self_attn`, and `LayerNorm` is
+//! `layer_norm`. The loader remaps those keys (and maps them back in error messages).
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Int, Tensor};
+
+use crate::{BertConfig, TextError};
+
+/// Outputs of [`BertModel::forward`].
+#[derive(Debug, Clone)]
+pub struct BertOutput<B: Backend> {
+    /// Hidden states of the last layer, `[batch, seq, hidden]`.
+    pub last_hidden_state: Tensor<B, 3>,
+    /// `tanh(dense(last_hidden_state[:, 0]))`, `[batch, hidden]`: the Taiyi text feature.
+    pub pooler_output: Tensor<B, 2>,
+}
+
+/// How the self-attention is computed. Both give the same result up to float rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionKernel {
+    /// Written out with burn tensor ops: `softmax(q kᵀ / sqrt(d) + mask) v`, like the eager
+    /// PyTorch reference (`attn_implementation="eager"`).
+    #[default]
+    Explicit,
+    /// `burn::tensor::module::attention`, the backend's fused scaled-dot-product op
+    /// (the mask is passed as an additive bias).
+    Fused,
+}
+
+/// `embeddings.*`: word + token type 0 + absolute position, then LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    /// `embeddings.word_embeddings`, `[vocab, hidden]`.
+    pub word_embeddings: Embedding<B>,
+    /// `embeddings.position_embeddings`, `[max_position, hidden]`.
+    pub position_embeddings: Embedding<B>,
+    /// `embeddings.token_type_embeddings`, `[type_vocab, hidden]` (row 0 is used).
+    pub token_type_embeddings: Embedding<B>,
+    /// `embeddings.LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+}
+
+impl<B: Backend> BertEmbeddings<B> {
+    /// `[batch, seq]` ids → `[batch, seq, hidden]`. `seq` must not exceed the number of positions.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [_, seq] = input_ids.dims();
+        let [_, hidden] = self.position_embeddings.weight.dims();
+        let words = self.word_embeddings.forward(input_ids);
+        let token_type = self
+            .token_type_embeddings
+            .weight
+            .val()
+            .slice([0..1, 0..hidden])
+            .unsqueeze_dim::<3>(0);
+        let positions = self
+            .position_embeddings
+            .weight
+            .val()
+            .slice([0..seq, 0..hidden])
+            .unsqueeze_dim::<3>(0);
+        // Same summation order as transformers: (words + token_type) + positions.
+        self.layer_norm.forward((words + token_type) + positions)
+    }
+}
+
+/// `encoder.layer.N.attention.self`: query/key/value projections and scaled dot-product attention.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    /// `query` projection.
+    pub query: Linear<B>,
+    /// `key` projection.
+    pub key: Linear<B>,
+    /// `value` projection.
+    pub value: Linear<B>,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    /// `x`: `[batch, seq, hidden]`; `bias`: additive mask `[batch, 1, 1, seq]` (0 = attend,
+    /// `f32::MIN` = masked, as transformers builds it). Returns the context `[batch, seq, hidden]`.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        bias: Option<Tensor<B, 4>>,
+        kernel: AttentionKernel,
+    ) -> Tensor<B, 3> {
+        let [b, s, h] = x.dims();
+        let (nh, hd) = (self.num_heads, self.head_dim);
+        let split = |t: Tensor<B, 3>| t.reshape([b, s, nh, hd]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let scale = 1.0 / (hd as f64).sqrt();
+        let ctx = match kernel {
+            AttentionKernel::Explicit => {
+                let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+                let scores = match bias {
+                    Some(bias) => scores + bias,
+                    None => scores,
+                };
+                softmax(scores, 3).matmul(v)
+            }
+            AttentionKernel::Fused => {
+                let bias = bias.map(|m| m.expand([b, nh, s, s]));
+                attention(
+                    q,
+                    k,
+                    v,
+                    None::<Tensor<B, 4, Bool>>,
+                    bias,
+                    AttentionModuleOptions {
+                        scale: Some(scale),
+                        softcap: None,
+                        is_causal: false,
+                    },
+                )
+            }
+        };
+        ctx.swap_dims(1, 2).reshape([b, s, h])
+    }
+}
+
+/// `encoder.layer.N.attention.output` and `encoder.layer.N.output`: dense + residual + LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertResidualOutput<B: Backend> {
+    /// `dense`.
+    pub dense: Linear<B>,
+    /// `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+}
+
+impl<B: Backend> BertResidualOutput<B> {
+    /// `LayerNorm(dense(x) + residual)`; `x`: `[batch, seq, in]`, `residual`: `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layer_norm.forward(self.dense.forward(x) + residual)
+    }
+}
+
+/// `encoder.layer.N.attention`.
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    /// `attention.self` (renamed: `self` is a Rust keyword).
+    pub self_attn: BertSelfAttention<B>,
+    /// `attention.output`.
+    pub output: BertResidualOutput<B>,
+}
+
+/// `encoder.layer.N.intermediate`.
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    /// `intermediate.dense`, hidden → intermediate (followed by exact GELU).
+    pub dense: Linear<B>,
+}
+
+/// `encoder.layer.N`: one post-LN transformer layer.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    /// Self-attention block.
+    pub attention: BertAttention<B>,
+    /// Feed-forward up-projection.
+    pub intermediate: BertIntermediate<B>,
+    /// Feed-forward down-projection + residual + LayerNorm.
+    pub output: BertResidualOutput<B>,
+}
+
+impl<B: Backend> BertLayer<B> {
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`:
+    /// `a = LN(x + attn(x)); LN(a + W2 gelu(W1 a))`.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        bias: Option<Tensor<B, 4>>,
+        kernel: AttentionKernel,
+    ) -> Tensor<B, 3> {
+        let ctx = self.attention.self_attn.forward(x.clone(), bias, kernel);
+        let a = self.attention.output.forward(ctx, x);
+        let i = gelu(self.intermediate.dense.forward(a.clone()));
+        self.output.forward(i, a)
+    }
+}
+
+/// `encoder`.
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    /// `encoder.layer.{0..N}`.
+    pub layer: Vec<BertLayer<B>>,
+}
+
+/// `pooler`.
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    /// `pooler.dense`.
+    pub dense: Linear<B>,
+}
+
+impl<B: Backend> BertPooler<B> {
+    /// `[batch, seq, hidden]` → `tanh(dense(x[:, 0]))`, `[batch, hidden]`.
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
+        self.dense.forward(cls).tanh()
+    }
+}
+
+/// The Taiyi text tower: a Hugging Face `BertModel` (embeddings, encoder, pooler).
+///
+/// Build it with [`BertModel::new`] (random init, lazily materialised) and load weights with
+/// [`BertModel::from_pretrained_dir`] / [`BertModel::load_file`], or call those directly.
+#[derive(Module, Debug)]
+pub struct BertModel<B: Backend> {
+    /// `embeddings`.
+    pub embeddings: BertEmbeddings<B>,
+    /// `encoder`.
+    pub encoder: BertEncoder<B>,
+    /// `pooler`.
+    pub pooler: BertPooler<B>,
+    max_positions: usize,
+    vocab_size: usize,
+    pad_token_id: usize,
+    kernel_fused: bool,
+}
+
+fn linear<B: Backend>(i: usize, o: usize, device: &B::Device) -> Linear<B> {
+    LinearConfig::new(i, o).init(device)
+}
+
+impl BertConfig {
+    /// Build a [`BertModel`] with random (lazily initialised) parameters.
+    ///
+    /// Parameters are created lazily by burn: a parameter later overwritten by a checkpoint is
+    /// never randomly initialised. Call [`BertConfig::validate`] first for untrusted configs
+    /// (a zero size or heads not dividing the width make the model unusable).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BertModel<B> {
+        let h = self.hidden_size;
+        let ln = || {
+            LayerNormConfig::new(h)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
+        let embeddings = BertEmbeddings {
+            word_embeddings: EmbeddingConfig::new(self.vocab_size, h).init(device),
+            position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, h).init(device),
+            token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, h).init(device),
+            layer_norm: ln(),
+        };
+        let layer = (0..self.num_hidden_layers)
+            .map(|_| BertLayer {
+                attention: BertAttention {
+                    self_attn: BertSelfAttention {
+                        query: linear(h, h, device),
+                        key: linear(h, h, device),
+                        value: linear(h, h, device),
+                        num_heads: self.num_attention_heads,
+                        head_dim: self.head_dim(),
+                    },
+                    output: BertResidualOutput {
+                        dense: linear(h, h, device),
+                        layer_norm: ln(),
+                    },
+                },
+                intermediate: BertIntermediate {
+                    dense: linear(h, self.intermediate_size, device),
+                },
+                output: BertResidualOutput {
+                    dense: linear(self.intermediate_size, h, device),
+                    layer_norm: ln(),
+                },
+            })
+            .collect();
+        BertModel {
+            embeddings,
+            encoder: BertEncoder { layer },
+            pooler: BertPooler {
+                dense: linear(h, h, device),
+            },
+            max_positions: self.max_position_embeddings,
+            vocab_size: self.vocab_size,
+            pad_token_id: self.pad_token_id,
+            kernel_fused: false,
+        }
+    }
+}
+
+impl<B: Backend> BertModel<B> {
+    /// Random-init model for `config` (see [`BertConfig::init`]); validates the config.
+    pub fn new(config: &BertConfig, device: &B::Device) -> Result<Self, TextError> {
+        config.validate()?;
+        Ok(config.init(device))
+    }
+
+    /// Select the attention kernel (default [`AttentionKernel::Explicit`]).
+    pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
+        self.kernel_fused = kernel == AttentionKernel::Fused;
+        self
+    }
+
+    /// The attention kernel in use.
+    pub fn attention_kernel(&self) -> AttentionKernel {
+        if self.kernel_fused {
+            AttentionKernel::Fused
+        } else {
+            AttentionKernel::Explicit
+        }
+    }
+
+    /// Maximum sequence length (number of absolute positions).
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Id used for padding by the text modes.
+    pub fn pad_token_id(&self) -> usize {
+        self.pad_token_id
+    }
+
+    /// Number of token ids.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Run the encoder without validating the inputs.
+    ///
+    /// - `input_ids`: `[batch, seq]` token ids (token type ids are all 0, positions `0..seq`).
+    /// - `attention_mask`: optional `[batch, seq]`, 1 = attend, 0 = padding. `None` attends to
+    ///   every token, padding included (the model card's behaviour).
+    ///
+    /// Returns `last_hidden_state` `[batch, seq, hidden]` and `pooler_output` `[batch, hidden]`.
+    ///
+    /// The backend may panic when `seq` exceeds [`BertModel::max_positions`], when an id is out
+    /// of the vocabulary, or when the shapes disagree: use [`BertModel::try_forward`] for inputs
+    /// that are not known to be valid.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+    ) -> BertOutput<B> {
+        let kernel = self.attention_kernel();
+        // transformers: (1 - mask) * finfo(f32).min, added to the scaled scores.
+        let bias = attention_mask.map(|m| {
+            let [b, s] = m.dims();
+            m.float()
+                .neg()
+                .add_scalar(1.0)
+                .mul_scalar(f32::MIN)
+                .reshape([b, 1, 1, s])
+        });
+        let mut x = self.embeddings.forward(input_ids);
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, bias.clone(), kernel);
+        }
+        let pooler_output = self.pooler.forward(x.clone());
+        BertOutput {
+            last_hidden_state: x,
+            pooler_output,
+        }
+    }
+
+    /// [`BertModel::forward`] after checking the inputs: non-empty `[batch, seq]`,
+    /// `seq <= max_positions`, every id in the vocabulary, mask of the same shape with 0/1
+    /// values. Reads the ids (and mask) back from the device for the check.
+    ///
+    /// Shapes: `input_ids` `[batch, seq]`, `attention_mask` `[batch, seq]` →
+    /// `last_hidden_state` `[batch, seq, hidden]`, `pooler_output` `[batch, hidden]`.
+    pub fn try_forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+    ) -> Result<BertOutput<B>, TextError> {
+        self.check_ids(&input_ids)?;
+        if let Some(mask) = &attention_mask {
+            check_mask(&input_ids, mask)?;
+        }
+        Ok(self.forward(input_ids, attention_mask))
+    }
+
+    /// The pooler output only, `[batch, seq]` ids → `[batch, hidden]` (unchecked, see
+    /// [`BertModel::forward`]).
+    pub fn pooled(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+    ) -> Tensor<B, 2> {
+        self.forward(input_ids, attention_mask).pooler_output
+    }
+
+    fn check_ids(&self, ids: &Tensor<B, 2, Int>) -> Result<(), TextError> {
+        let [batch, seq] = ids.dims();
+        if batch == 0 || seq == 0 {
+            return Err(TextError::EmptyInput { batch, seq });
+        }
+        if seq > self.max_positions {
+            return Err(TextError::SequenceTooLong {
+                len: seq,
+                max: self.max_positions,
+            });
+        }
+        let values = int_values(ids)?;
+        if let Some((i, &id)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| **v < 0 || **v as u64 >= self.vocab_size as u64)
+        {
+            return Err(TextError::TokenOutOfRange {
+                id,
+                row: i / seq,
+                col: i % seq,
+                vocab_size: self.vocab_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn check_mask<B: Backend>(
+    ids: &Tensor<B, 2, Int>,
+    mask: &Tensor<B, 2, Int>,
+) -> Result<Vec<i64>, TextError> {
+    if ids.dims() != mask.dims() {
+        return Err(TextError::MaskShape {
+            ids: ids.dims().to_vec(),
+            mask: mask.dims().to_vec(),
+        });
+    }
+    let values = int_values(mask)?;
+    if let Some(&v) = values.iter().find(|v| **v != 0 && **v != 1) {
+        return Err(TextError::MaskValue { value: v });
+    }
+    Ok(values)
+}
+
+pub(crate) fn int_values<B: Backend>(t: &Tensor<B, 2, Int>) -> Result<Vec<i64>, TextError> {
+    t.to_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .map_err(|e| TextError::Backend {
+            message: format!("cannot read an integer tensor back: {e:?}"),
+        })
+}
