@@ -1,1 +1,94 @@
-//! placeholder crate root (replaced below)
+//! # taiyi-core
+//!
+//! [Taiyi-CLIP-RoBERTa-326M-ViT-H-Chinese](https://huggingface.co/IDEA-CCNL/Taiyi-CLIP-RoBERTa-326M-ViT-H-Chinese)
+//! in Rust on [burn](https://burn.dev): embed Chinese texts and images in one space, score images
+//! against captions, classify images by Chinese labels, search an image collection, on CPU or GPU,
+//! without Python. The numbers match the model card's Python code (transformers `BertModel` +
+//! open_clip `ViT-H-14`): the tokenizer is id-exact, the image transform pixel-exact, the towers
+//! agree to float rounding.
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use taiyi_core::{ClipModel, ImageSource, ZeroShotClassifier};
+//!
+//! # fn main() -> Result<(), taiyi_core::ClipError> {
+//! let device = Default::default();
+//! let model = ClipModel::<Flex>::from_paths(
+//!     "Taiyi-CLIP-RoBERTa-326M-ViT-H-Chinese",           // HF text directory
+//!     "CLIP-ViT-H-14-laion2B-s32B-b79K/open_clip_model.safetensors",
+//!     &device,
+//! )?;
+//! let labels = ["一只猫", "一只狗", "两只猫", "两只老虎", "一只老虎"];
+//! let classifier = ZeroShotClassifier::new(&model, &labels, &[] as &[&str])?;
+//! for pred in &classifier.classify(&model, &[ImageSource::from("cats.jpg")])?[0] {
+//!     println!("{}\t{:.3}", pred.label, pred.probability);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Backends are Cargo features: `flex` (default CPU backend), `ndarray`, `wgpu`, `cuda`;
+//! [`DeviceSpec`] picks one at run time. The `hub` feature (default) downloads the published
+//! weights with the standard Hugging Face cache.
+
+pub mod arch;
+mod device;
+mod encoders;
+mod error;
+pub mod hub;
+mod model;
+pub mod npy;
+pub mod retrieval;
+mod zeroshot;
+
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+pub use device::CpuBackend;
+pub use device::{BackendTask, DeviceSpec, Precision};
+pub use encoders::{
+    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, ImageEncoder, ImageSource, TextEncoder, l2_normalize,
+};
+pub use error::ClipError;
+pub use hub::{HubOptions, ModelPaths};
+pub use model::{ClipLogits, ClipModel, ClipOptions, logits_from_features};
+pub use zeroshot::{CHINESE_TEMPLATES, DEFAULT_TEMPLATE, Prediction, ZeroShotClassifier};
+
+pub use taiyi_preprocess::tokenizer::BertTokenizer;
+pub use taiyi_preprocess::transform::ImageTransform;
+pub use taiyi_text::TextMode;
+pub use taiyi_vision::VisionConfig;
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use ndarray::Array2;
+
+/// Copy a `[rows, cols]` tensor to the host as an `ndarray::Array2<f32>` (any float dtype).
+pub fn to_array2<B: Backend>(t: Tensor<B, 2>) -> Result<Array2<f32>, ClipError> {
+    let [r, c] = t.dims();
+    let values = to_vec(t)?;
+    Array2::from_shape_vec((r, c), values).map_err(|e| ClipError::Readback {
+        message: e.to_string(),
+    })
+}
+
+/// Copy a tensor to the host as row-major `f32` values (any float dtype).
+pub fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ClipError> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| ClipError::Readback {
+            message: format!("{e:?}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    #[test]
+    fn clip_model_is_send_and_sync() {
+        assert_send_sync::<ClipModel<CpuBackend>>();
+        assert_send_sync::<ZeroShotClassifier<CpuBackend>>();
+    }
+}

@@ -32,8 +32,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Element, TensorData};
 use burn_store::pytorch::PytorchReader;
 use burn_store::{
-    ApplyError, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    SafetensorsStore, TensorSnapshot,
+    ApplyError, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore,
+    TensorSnapshot,
 };
 
 /// Everything that can go wrong while reading a checkpoint or loading it into a module.
@@ -150,7 +150,10 @@ fn hint(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
         String::new()
     } else {
-        format!(" (unused tensors that look related: {})", suggestions.join(", "))
+        format!(
+            " (unused tensors that look related: {})",
+            suggestions.join(", ")
+        )
     }
 }
 
@@ -403,7 +406,7 @@ impl Checkpoint {
                     found,
                 } => StoreError::Shape {
                     path: source,
-                    key: path.clone(),
+                    key: checkpoint_name(path),
                     expected: expected.to_vec(),
                     found: found.to_vec(),
                 },
@@ -417,7 +420,11 @@ impl Checkpoint {
             });
         }
         if !result.missing.is_empty() {
-            let keys: Vec<String> = result.missing.iter().map(|(k, _)| k.clone()).collect();
+            let keys: Vec<String> = result
+                .missing
+                .iter()
+                .map(|(k, _)| checkpoint_name(k))
+                .collect();
             let suggestions = suggest(&keys, &result.unused);
             return Err(StoreError::Missing {
                 path: source,
@@ -425,13 +432,38 @@ impl Checkpoint {
                 suggestions,
             });
         }
-        if !result.unused.is_empty() {
+        // burn-store reads a norm's `gamma`/`beta` from the checkpoint's `weight`/`bias` through
+        // the adapter's alternative names, yet still lists those keys as unused: drop them.
+        let applied: BTreeSet<&str> = result.applied.iter().map(String::as_str).collect();
+        let unused: Vec<String> = result
+            .unused
+            .into_iter()
+            .filter(|k| {
+                let alt = k
+                    .strip_suffix(".weight")
+                    .map(|p| format!("{p}.gamma"))
+                    .or_else(|| k.strip_suffix(".bias").map(|p| format!("{p}.beta")));
+                !alt.is_some_and(|a| applied.contains(a.as_str()))
+            })
+            .collect();
+        if !unused.is_empty() {
             return Err(StoreError::Unused {
                 path: source,
-                keys: result.unused,
+                keys: unused,
             });
         }
         Ok(module)
+    }
+}
+
+/// The PyTorch name of a burn parameter path: norms' `gamma`/`beta` are `weight`/`bias`.
+fn checkpoint_name(path: &str) -> String {
+    if let Some(p) = path.strip_suffix(".gamma") {
+        format!("{p}.weight")
+    } else if let Some(p) = path.strip_suffix(".beta") {
+        format!("{p}.bias")
+    } else {
+        path.to_string()
     }
 }
 
@@ -440,7 +472,13 @@ impl Checkpoint {
 fn suggest(missing: &[String], unused: &[String]) -> Vec<String> {
     let tail = |k: &str| -> String {
         let parts: Vec<&str> = k.rsplitn(3, '.').collect();
-        parts.iter().take(2).rev().cloned().collect::<Vec<_>>().join(".")
+        parts
+            .iter()
+            .take(2)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(".")
     };
     let wanted: BTreeSet<String> = missing.iter().map(|k| tail(k)).collect();
     unused

@@ -1,0 +1,157 @@
+//! Image-tower architectures by open_clip name or open_clip model-config JSON.
+
+use serde::Deserialize;
+use taiyi_vision::VisionConfig;
+
+use crate::ClipError;
+
+fn bad(spec: &str, reason: impl Into<String>) -> ClipError {
+    ClipError::Mismatch {
+        message: format!("vision architecture '{spec}': {}", reason.into()),
+    }
+}
+
+/// A preset by open_clip model name: `ViT-H-14` (Taiyi's), `ViT-L-14`, `ViT-B-16`, `ViT-B-32`,
+/// each optionally with `-quickgelu`, or `tiny` (the test fixtures' model). Case-insensitive.
+pub fn vision_config_by_name(name: &str) -> Result<VisionConfig, ClipError> {
+    let lower = name.trim().to_ascii_lowercase();
+    let (base, quick) = match lower.strip_suffix("-quickgelu") {
+        Some(b) => (b, true),
+        None => (lower.as_str(), false),
+    };
+    let config = match base {
+        "vit-h-14" => VisionConfig::vit_h_14(),
+        "vit-l-14" => VisionConfig::vit_l_14(),
+        "vit-b-16" => VisionConfig::vit_b_16(),
+        "vit-b-32" => VisionConfig::vit_b_32(),
+        "tiny" => VisionConfig::tiny(),
+        _ => {
+            return Err(bad(
+                name,
+                "unknown name (ViT-H-14, ViT-L-14, ViT-B-16, ViT-B-32, optionally -quickgelu, or tiny)",
+            ));
+        }
+    };
+    Ok(if quick { config.quick_gelu() } else { config })
+}
+
+#[derive(Deserialize)]
+struct OpenClipJson {
+    embed_dim: usize,
+    #[serde(default)]
+    quick_gelu: bool,
+    vision_cfg: VisionCfgJson,
+}
+
+#[derive(Deserialize)]
+struct VisionCfgJson {
+    image_size: usize,
+    layers: usize,
+    width: usize,
+    #[serde(default = "default_head_width")]
+    head_width: usize,
+    patch_size: usize,
+    #[serde(default = "default_mlp_ratio")]
+    mlp_ratio: f64,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_head_width() -> usize {
+    64
+}
+
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+
+/// Parse an open_clip model config (`model_configs/ViT-H-14.json` format: `embed_dim`,
+/// `quick_gelu`, `vision_cfg.{image_size, layers, width, head_width, patch_size, mlp_ratio}`).
+/// Options this port does not implement (attentional pooling, layer scale, …) are rejected.
+pub fn vision_config_from_open_clip_json(json: &str) -> Result<VisionConfig, ClipError> {
+    let cfg: OpenClipJson =
+        serde_json::from_str(json).map_err(|e| bad("<json>", format!("invalid config: {e}")))?;
+    let v = cfg.vision_cfg;
+    for (key, value) in &v.other {
+        let harmless = match key.as_str() {
+            "pool_type" => value.as_str() == Some("tok"),
+            "no_ln_pre" | "final_ln_after_pool" | "attentional_pool" | "output_tokens" => {
+                value.as_bool() == Some(false)
+            }
+            "ls_init_value" | "timm_model_name" => value.is_null(),
+            "patch_dropout" | "emb_dropout" => true,
+            _ => false,
+        };
+        if !harmless {
+            return Err(bad(
+                "<json>",
+                format!("vision_cfg.{key} = {value} is not supported"),
+            ));
+        }
+    }
+    if v.head_width == 0 || v.width % v.head_width != 0 {
+        return Err(bad(
+            "<json>",
+            format!(
+                "width {} is not a multiple of head_width {}",
+                v.width, v.head_width
+            ),
+        ));
+    }
+    let config = VisionConfig::new(
+        v.image_size,
+        v.patch_size,
+        v.width,
+        v.layers,
+        v.width / v.head_width,
+        cfg.embed_dim,
+    )
+    .with_mlp_ratio(v.mlp_ratio);
+    config.validate()?;
+    Ok(if cfg.quick_gelu {
+        config.quick_gelu()
+    } else {
+        config
+    })
+}
+
+/// [`vision_config_by_name`], or [`vision_config_from_open_clip_json`] for a `.json` path.
+pub fn vision_config(spec: &str) -> Result<VisionConfig, ClipError> {
+    if spec.to_ascii_lowercase().ends_with(".json") {
+        let path = std::path::Path::new(spec);
+        let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        return vision_config_from_open_clip_json(&text);
+    }
+    vision_config_by_name(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_json_agree() -> Result<(), ClipError> {
+        // open_clip's model_configs/ViT-H-14.json
+        let h14 = r#"{"embed_dim": 1024, "vision_cfg": {"image_size": 224, "layers": 32,
+            "width": 1280, "head_width": 80, "patch_size": 14},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 1024, "heads": 16, "layers": 24}}"#;
+        assert_eq!(
+            vision_config_from_open_clip_json(h14)?,
+            VisionConfig::vit_h_14()
+        );
+        assert_eq!(vision_config_by_name("ViT-H-14")?, VisionConfig::vit_h_14());
+        assert_eq!(
+            vision_config_by_name("vit-b-32-quickgelu")?,
+            VisionConfig::vit_b_32().quick_gelu()
+        );
+        assert!(vision_config_by_name("ViT-g-14").is_err());
+        let ls = r#"{"embed_dim": 16, "vision_cfg": {"image_size": 224, "layers": 2,
+            "width": 24, "head_width": 8, "patch_size": 14, "ls_init_value": 0.1}}"#;
+        assert!(vision_config_from_open_clip_json(ls).is_err());
+        assert!(vision_config_from_open_clip_json("{").is_err());
+        Ok(())
+    }
+}

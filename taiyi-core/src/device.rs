@@ -1,0 +1,302 @@
+//! Choosing a backend and device at run time.
+//!
+//! Library users who know their backend at compile time simply pick a burn backend type
+//! (`ClipModel::<burn::backend::Flex>::…`). Programs that let their user choose (like the
+//! `taiyi` CLI) parse a [`DeviceSpec`] (`cpu`, `wgpu`, `wgpu:1`, `cuda`, `cuda:0`) and a
+//! [`Precision`], then hand a [`BackendTask`] to [`DeviceSpec::run`], which monomorphises the
+//! task for the backend that was compiled in. Asking for a backend that was not compiled in,
+//! or whose device cannot be opened (no GPU, no driver), is an error, not a panic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::Backend;
+
+use crate::ClipError;
+
+/// Which device to run on, as a user writes it: `cpu`, `wgpu[:N]`, `cuda[:N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The CPU backend compiled in (flex by default, ndarray with the `ndarray` feature only).
+    #[default]
+    Cpu,
+    /// A wgpu adapter (Vulkan/Metal/DX12/GL); `None` = the default adapter, `Some(n)` = the
+    /// n-th discrete GPU.
+    Wgpu(Option<usize>),
+    /// A CUDA GPU by index.
+    Cuda(usize),
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Wgpu(None) => write!(f, "wgpu"),
+            DeviceSpec::Wgpu(Some(n)) => write!(f, "wgpu:{n}"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = ClipError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ClipError::InvalidDevice {
+            spec: s.to_string(),
+            reason: "expected cpu, wgpu, wgpu:N, cuda or cuda:N".to_string(),
+        };
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, index) = match lower.split_once(':') {
+            Some((n, i)) => (n, Some(i.parse::<usize>().map_err(|_| bad())?)),
+            None => (lower.as_str(), None),
+        };
+        match (name, index) {
+            ("cpu", None) => Ok(DeviceSpec::Cpu),
+            ("wgpu", i) => Ok(DeviceSpec::Wgpu(i)),
+            ("cuda", i) => Ok(DeviceSpec::Cuda(i.unwrap_or(0))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Floating-point precision of weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// 32-bit floats (the reference precision; the only one on CPU backends).
+    #[default]
+    F32,
+    /// IEEE half precision (GPU backends).
+    F16,
+    /// bfloat16 (GPU backends).
+    Bf16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = ClipError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => Err(ClipError::InvalidDevice {
+                spec: s.to_string(),
+                reason: "precision must be f32, f16 or bf16".to_string(),
+            }),
+        }
+    }
+}
+
+/// Work that is generic over the backend, run by [`DeviceSpec::run`] on the backend chosen at
+/// run time.
+pub trait BackendTask {
+    /// What the task returns.
+    type Output;
+    /// The task's error type; backend selection failures arrive as [`ClipError`].
+    type Error: From<ClipError>;
+    /// Run on backend `B` and `device`.
+    fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output, Self::Error>;
+}
+
+/// The CPU backend type compiled in: flex when the `flex` feature is on, else ndarray.
+#[cfg(feature = "flex")]
+pub type CpuBackend = burn::backend::Flex;
+/// The CPU backend type compiled in: flex when the `flex` feature is on, else ndarray.
+#[cfg(all(not(feature = "flex"), feature = "ndarray"))]
+pub type CpuBackend = burn::backend::NdArray;
+
+impl DeviceSpec {
+    /// Run `task` on this device with `precision`, choosing the burn backend type at run time.
+    ///
+    /// Errors when the backend was not compiled in, when the precision is not offered by it,
+    /// or when the device cannot be opened.
+    pub fn run<T: BackendTask>(self, precision: Precision, task: T) -> Result<T::Output, T::Error> {
+        match self {
+            DeviceSpec::Cpu => self.run_cpu(precision, task),
+            DeviceSpec::Wgpu(index) => self.run_wgpu(index, precision, task),
+            DeviceSpec::Cuda(index) => self.run_cuda(index, precision, task),
+        }
+    }
+
+    fn unsupported(self, precision: Precision, reason: &str) -> ClipError {
+        ClipError::BackendUnavailable {
+            device: self.to_string(),
+            precision: precision.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    fn run_cpu<T: BackendTask>(self, precision: Precision, task: T) -> Result<T::Output, T::Error> {
+        match precision {
+            Precision::F32 => task.run::<CpuBackend>(Default::default()),
+            _ => Err(self
+                .unsupported(
+                    precision,
+                    "the CPU backends run in f32 only; use --precision f32",
+                )
+                .into()),
+        }
+    }
+
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+    fn run_cpu<T: BackendTask>(
+        self,
+        precision: Precision,
+        _task: T,
+    ) -> Result<T::Output, T::Error> {
+        Err(self
+            .unsupported(
+                precision,
+                "no CPU backend compiled in (enable the `flex` or `ndarray` feature of taiyi-core)",
+            )
+            .into())
+    }
+
+    #[cfg(feature = "wgpu")]
+    fn run_wgpu<T: BackendTask>(
+        self,
+        index: Option<usize>,
+        precision: Precision,
+        task: T,
+    ) -> Result<T::Output, T::Error> {
+        use burn::backend::wgpu::{Wgpu, WgpuDevice};
+        let device = match index {
+            None => WgpuDevice::DefaultDevice,
+            Some(n) => WgpuDevice::DiscreteGpu(n),
+        };
+        probe::<Wgpu>(&device).map_err(|reason| self.unsupported(precision, &reason).into())?;
+        match precision {
+            Precision::F32 => task.run::<Wgpu<f32>>(device),
+            Precision::F16 => task.run::<Wgpu<burn::tensor::f16>>(device),
+            Precision::Bf16 => Err(self
+                .unsupported(precision, "wgpu has no bf16 support; use f16 or f32")
+                .into()),
+        }
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    fn run_wgpu<T: BackendTask>(
+        self,
+        _index: Option<usize>,
+        precision: Precision,
+        _task: T,
+    ) -> Result<T::Output, T::Error> {
+        Err(self
+            .unsupported(
+                precision,
+                "this build has no wgpu backend (rebuild with the `wgpu` feature)",
+            )
+            .into())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn run_cuda<T: BackendTask>(
+        self,
+        index: usize,
+        precision: Precision,
+        task: T,
+    ) -> Result<T::Output, T::Error> {
+        use burn::backend::cuda::{Cuda, CudaDevice};
+        let device = CudaDevice::new(index);
+        probe::<Cuda>(&device).map_err(|reason| self.unsupported(precision, &reason).into())?;
+        match precision {
+            Precision::F32 => task.run::<Cuda<f32>>(device),
+            Precision::F16 => task.run::<Cuda<burn::tensor::f16>>(device),
+            Precision::Bf16 => task.run::<Cuda<burn::tensor::bf16>>(device),
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn run_cuda<T: BackendTask>(
+        self,
+        _index: usize,
+        precision: Precision,
+        _task: T,
+    ) -> Result<T::Output, T::Error> {
+        Err(self
+            .unsupported(
+                precision,
+                "this build has no CUDA backend (rebuild with the `cuda` feature)",
+            )
+            .into())
+    }
+}
+
+/// Open the device and run one tiny op on it. GPU runtimes panic when no adapter or driver is
+/// present; turn that into an error message.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn probe<B: Backend>(device: &B::Device) -> Result<(), String> {
+    let device = device.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(move || {
+        let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
+        t.sum().into_scalar();
+    });
+    std::panic::set_hook(previous);
+    outcome.map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".to_string());
+        format!("the device could not be opened: {msg}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_specs() -> Result<(), ClipError> {
+        assert_eq!("cpu".parse::<DeviceSpec>()?, DeviceSpec::Cpu);
+        assert_eq!("CUDA".parse::<DeviceSpec>()?, DeviceSpec::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceSpec>()?, DeviceSpec::Cuda(3));
+        assert_eq!("wgpu".parse::<DeviceSpec>()?, DeviceSpec::Wgpu(None));
+        assert_eq!("wgpu:1".parse::<DeviceSpec>()?, DeviceSpec::Wgpu(Some(1)));
+        for bad in ["gpu", "cuda:x", "cpu:1", "", "metal"] {
+            assert!(bad.parse::<DeviceSpec>().is_err(), "{bad} should not parse");
+        }
+        assert_eq!("bf16".parse::<Precision>()?, Precision::Bf16);
+        assert!("f8".parse::<Precision>().is_err());
+        Ok(())
+    }
+
+    struct Sum;
+    impl BackendTask for Sum {
+        type Output = f32;
+        type Error = ClipError;
+        fn run<B: Backend>(self, device: B::Device) -> Result<f32, ClipError> {
+            let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.5], &device);
+            Ok(t.sum().into_scalar().elem())
+        }
+    }
+    use burn::tensor::ElementConversion;
+
+    #[test]
+    fn runs_a_task_on_the_cpu() -> Result<(), ClipError> {
+        assert_eq!(DeviceSpec::Cpu.run(Precision::F32, Sum)?, 3.5);
+        assert!(DeviceSpec::Cpu.run(Precision::F16, Sum).is_err());
+        Ok(())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn missing_backend_is_an_error() {
+        let err = DeviceSpec::Cuda(0).run(Precision::F32, Sum);
+        assert!(matches!(err, Err(ClipError::BackendUnavailable { .. })));
+    }
+}

@@ -1,0 +1,119 @@
+//! The error type of taiyi-core.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in taiyi-core. Tower, tokenizer and image errors are kept as
+/// the source, so the message names the file, key or input at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    /// The tokenizer failed (vocabulary missing or malformed, empty batch, …).
+    #[error(transparent)]
+    Tokenizer(#[from] taiyi_preprocess::tokenizer::TokenizerError),
+    /// An image could not be read, decoded or transformed.
+    #[error(transparent)]
+    Image(#[from] taiyi_preprocess::transform::ImageError),
+    /// The text tower failed to load or to run.
+    #[error(transparent)]
+    Text(#[from] taiyi_text::TextError),
+    /// The image tower failed to load or to run.
+    #[error(transparent)]
+    Vision(#[from] taiyi_vision::VisionError),
+    /// A checkpoint could not be read.
+    #[error(transparent)]
+    Store(#[from] taiyi_store::StoreError),
+    /// An input list was empty where at least one item is needed.
+    #[error("empty input: {what}")]
+    EmptyInput {
+        /// What was empty.
+        what: &'static str,
+    },
+    /// Two inputs that must agree do not (feature sizes, label counts, …).
+    #[error("mismatched inputs: {message}")]
+    Mismatch {
+        /// What does not agree.
+        message: String,
+    },
+    /// The open_clip checkpoint has no `logit_scale` (a visual-only state dict), so logits
+    /// cannot be computed.
+    #[error(
+        "{path} has no logit_scale (a visual-only checkpoint?): pass the full open_clip checkpoint, or set the scale with ClipModel::with_logit_scale"
+    )]
+    NoLogitScale {
+        /// The vision checkpoint.
+        path: PathBuf,
+    },
+    /// A device or precision string could not be parsed.
+    #[error("invalid device '{spec}': {reason}")]
+    InvalidDevice {
+        /// What was given.
+        spec: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The requested backend is not compiled in, or its device cannot be opened.
+    #[error("backend {device} ({precision}) is not available: {reason}")]
+    BackendUnavailable {
+        /// The device asked for.
+        device: String,
+        /// The precision asked for.
+        precision: String,
+        /// Why it is unavailable.
+        reason: String,
+    },
+    /// Downloading from the hub failed.
+    #[error("cannot download {file} from the Hugging Face hub repository {repo}: {source}")]
+    Hub {
+        /// The repository.
+        repo: String,
+        /// The file.
+        file: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The hub feature is disabled and the file is not in the cache.
+    #[error(
+        "{file} of {repo} is not in the local hub cache and this build has no `hub` feature to download it"
+    )]
+    HubDisabled {
+        /// The repository.
+        repo: String,
+        /// The file.
+        file: String,
+    },
+    /// None of the candidate files could be found on the hub or in the cache.
+    #[error("none of {files:?} found for {repo} (cache {cache_dir}{})", if *offline { ", HF_HUB_OFFLINE is set" } else { "" })]
+    NotOnHub {
+        /// The repository.
+        repo: String,
+        /// The file names tried.
+        files: Vec<String>,
+        /// Whether the network was off limits.
+        offline: bool,
+        /// The cache directory searched.
+        cache_dir: PathBuf,
+    },
+    /// Reading or writing a file (e.g. a `.npy`) failed.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `.npy` file is malformed or not a float32 matrix.
+    #[error("invalid .npy file {path}: {message}")]
+    Npy {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor could not be read back from the device.
+    #[error("cannot read a tensor back from the device: {message}")]
+    Readback {
+        /// The backend's message.
+        message: String,
+    },
+}

@@ -1,0 +1,205 @@
+//! Finding the published weights: local paths, environment variables, and the Hugging Face hub.
+//!
+//! The text tower comes from the HF repository [`TEXT_REPO`] (a transformers `BertModel`
+//! directory: `config.json`, `vocab.txt`, `pytorch_model.bin`, …) and the image tower from the
+//! open_clip repository [`VISION_REPO`] (`open_clip_model.safetensors`, or
+//! `open_clip_pytorch_model.bin`). Hub access uses the standard cache layout
+//! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`), so files that the
+//! Python `huggingface_hub` already downloaded are reused, and honours `HF_HUB_OFFLINE=1`
+//! (cache only, never the network).
+
+use std::path::{Path, PathBuf};
+
+use crate::ClipError;
+
+/// The Taiyi text tower on the hub.
+pub const TEXT_REPO: &str = "IDEA-CCNL/Taiyi-CLIP-RoBERTa-326M-ViT-H-Chinese";
+/// The open_clip ViT-H-14 (laion2b_s32b_b79k) image tower on the hub.
+pub const VISION_REPO: &str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K";
+/// Environment variable naming a local text-tower directory.
+pub const TEXT_ENV: &str = "TAIYI_TEXT_MODEL";
+/// Environment variable naming a local open_clip checkpoint file.
+pub const VISION_ENV: &str = "TAIYI_VISION_MODEL";
+
+/// Files of the text repository that are always needed.
+const TEXT_REQUIRED: &[&str] = &["config.json", "vocab.txt"];
+/// Files of the text repository used when present.
+const TEXT_OPTIONAL: &[&str] = &["tokenizer_config.json", "special_tokens_map.json"];
+/// Text weights, in order of preference (the first one found wins).
+const TEXT_WEIGHTS: &[&str] = &["model.safetensors", "pytorch_model.bin"];
+/// Image weights, in order of preference (open_clip tries safetensors first too).
+const VISION_WEIGHTS: &[&str] = &["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
+
+/// Where both towers' weights are on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPaths {
+    /// The HF text directory (`config.json`, `vocab.txt`, weights).
+    pub text_dir: PathBuf,
+    /// The open_clip checkpoint file.
+    pub vision_file: PathBuf,
+}
+
+/// How to reach the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubOptions {
+    /// The cache directory (the `hub` folder, holding `models--org--name`).
+    pub cache_dir: PathBuf,
+    /// Never use the network; only files already in the cache.
+    pub offline: bool,
+    /// Show a progress bar while downloading.
+    pub progress: bool,
+}
+
+impl HubOptions {
+    /// Options from the environment: `HF_HUB_CACHE`, `HF_HOME`, `HF_HUB_OFFLINE`.
+    pub fn from_env() -> Self {
+        let cache_dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."))
+                    .join(".cache/huggingface/hub")
+            });
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            })
+            .unwrap_or(false);
+        Self {
+            cache_dir,
+            offline,
+            progress: true,
+        }
+    }
+
+    /// Fetch one file of `repo` (from the cache, else the network unless offline).
+    /// Returns `Ok(None)` when the file does not exist in the repository / cache.
+    fn fetch(&self, repo: &str, file: &str) -> Result<Option<PathBuf>, ClipError> {
+        let cache = hf_hub::Cache::new(self.cache_dir.clone());
+        if let Some(p) = cache.model(repo.to_string()).get(file) {
+            return Ok(Some(p));
+        }
+        if self.offline {
+            return Ok(None);
+        }
+        self.download(repo, file)
+    }
+
+    #[cfg(feature = "hub")]
+    fn download(&self, repo: &str, file: &str) -> Result<Option<PathBuf>, ClipError> {
+        use hf_hub::api::sync::{ApiBuilder, ApiError};
+        let api = ApiBuilder::from_cache(hf_hub::Cache::new(self.cache_dir.clone()))
+            .with_progress(self.progress)
+            .build()
+            .map_err(|source| ClipError::Hub {
+                repo: repo.to_string(),
+                file: file.to_string(),
+                source: Box::new(source),
+            })?;
+        match api.model(repo.to_string()).get(file) {
+            Ok(p) => Ok(Some(p)),
+            // A 404 means the repository has no such file: let the caller try the next name.
+            Err(ApiError::RequestError(e)) if matches!(*e, ureq::Error::Status(404, _)) => Ok(None),
+            Err(source) => Err(ClipError::Hub {
+                repo: repo.to_string(),
+                file: file.to_string(),
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn download(&self, repo: &str, file: &str) -> Result<Option<PathBuf>, ClipError> {
+        Err(ClipError::HubDisabled {
+            repo: repo.to_string(),
+            file: file.to_string(),
+        })
+    }
+
+    fn first_of(&self, repo: &str, names: &[&str]) -> Result<PathBuf, ClipError> {
+        for name in names {
+            if let Some(p) = self.fetch(repo, name)? {
+                return Ok(p);
+            }
+        }
+        Err(ClipError::NotOnHub {
+            repo: repo.to_string(),
+            files: names.iter().map(|s| s.to_string()).collect(),
+            offline: self.offline,
+            cache_dir: self.cache_dir.clone(),
+        })
+    }
+
+    /// The text-tower directory of [`TEXT_REPO`]: fetches the config, vocabulary, tokenizer
+    /// files and weights into one snapshot directory and returns it.
+    pub fn text_dir(&self) -> Result<PathBuf, ClipError> {
+        let weights = self.first_of(TEXT_REPO, TEXT_WEIGHTS)?;
+        for f in TEXT_REQUIRED {
+            self.first_of(TEXT_REPO, &[f])?;
+        }
+        for f in TEXT_OPTIONAL {
+            self.fetch(TEXT_REPO, f)?;
+        }
+        Ok(weights
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")))
+    }
+
+    /// The open_clip checkpoint file of [`VISION_REPO`] (safetensors preferred).
+    pub fn vision_file(&self) -> Result<PathBuf, ClipError> {
+        self.first_of(VISION_REPO, VISION_WEIGHTS)
+    }
+}
+
+impl ModelPaths {
+    /// Paths from `TAIYI_TEXT_MODEL` and `TAIYI_VISION_MODEL`, each falling back to the hub
+    /// (see [`HubOptions::from_env`]) when unset.
+    pub fn from_env_or_hub() -> Result<Self, ClipError> {
+        Self::resolve(None, None, &HubOptions::from_env())
+    }
+
+    /// Explicit paths where given, else the environment variables, else the hub.
+    pub fn resolve(
+        text_dir: Option<&Path>,
+        vision_file: Option<&Path>,
+        hub: &HubOptions,
+    ) -> Result<Self, ClipError> {
+        Ok(Self {
+            text_dir: resolve_text_dir(text_dir, hub)?,
+            vision_file: resolve_vision_file(vision_file, hub)?,
+        })
+    }
+}
+
+/// The text directory: `explicit`, else `$TAIYI_TEXT_MODEL`, else the hub.
+pub fn resolve_text_dir(explicit: Option<&Path>, hub: &HubOptions) -> Result<PathBuf, ClipError> {
+    match explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(TEXT_ENV).map(PathBuf::from))
+    {
+        Some(p) => Ok(p),
+        None => hub.text_dir(),
+    }
+}
+
+/// The open_clip checkpoint: `explicit`, else `$TAIYI_VISION_MODEL`, else the hub. A directory
+/// is searched for the published file names.
+pub fn resolve_vision_file(
+    explicit: Option<&Path>,
+    hub: &HubOptions,
+) -> Result<PathBuf, ClipError> {
+    match explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(VISION_ENV).map(PathBuf::from))
+    {
+        Some(p) if p.is_dir() => Ok(taiyi_store::find_in_dir(&p, VISION_WEIGHTS)?),
+        Some(p) => Ok(p),
+        None => hub.vision_file(),
+    }
+}

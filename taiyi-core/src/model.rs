@@ -1,0 +1,244 @@
+//! [`ClipModel`]: both towers, the preprocessing and `logit_scale`, as in the model card.
+
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use ndarray::Array2;
+use taiyi_text::TextMode;
+use taiyi_vision::VisionConfig;
+
+use crate::encoders::{ImageEncoder, ImageSource, TextEncoder};
+use crate::hub::{HubOptions, ModelPaths};
+use crate::{ClipError, to_array2};
+
+/// Options for loading a [`ClipModel`].
+#[derive(Debug, Clone)]
+pub struct ClipOptions {
+    /// Architecture of the image tower (default: open_clip ViT-H-14).
+    pub vision: VisionConfig,
+    /// How texts are padded / masked (default: the model card's).
+    pub text_mode: TextMode,
+    /// Texts per forward pass.
+    pub text_batch_size: usize,
+    /// Images per forward pass.
+    pub image_batch_size: usize,
+}
+
+impl Default for ClipOptions {
+    fn default() -> Self {
+        Self {
+            vision: VisionConfig::vit_h_14(),
+            text_mode: TextMode::default(),
+            text_batch_size: crate::encoders::DEFAULT_TEXT_BATCH,
+            image_batch_size: crate::encoders::DEFAULT_IMAGE_BATCH,
+        }
+    }
+}
+
+/// Taiyi-CLIP: Chinese text and images in one 1024-d embedding space.
+///
+/// Reproduces the model card's Python code: text features are the BERT pooler output, image
+/// features open_clip's `encode_image`, both L2-normalised, and
+/// `logits_per_image = logit_scale.exp() * image_features @ text_features.T`.
+///
+/// `ClipModel` is `Send + Sync` on the CPU backends: share one behind an `Arc` and call it from
+/// many threads.
+///
+/// ```no_run
+/// use burn::backend::Flex;
+/// use taiyi_core::{ClipModel, ImageSource};
+///
+/// # fn main() -> Result<(), taiyi_core::ClipError> {
+/// let device = Default::default();
+/// // Local paths, $TAIYI_TEXT_MODEL / $TAIYI_VISION_MODEL, or the Hugging Face hub.
+/// let model = ClipModel::<Flex>::from_pretrained(&device)?;
+/// let labels = ["一只猫", "一只狗", "两只猫", "两只老虎", "一只老虎"];
+/// let out = model.logits(&[ImageSource::from("cats.jpg")], &labels)?;
+/// let probs = out.probs()?; // [1, 5], rows sum to 1
+/// println!("{probs:.3}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ClipModel<B: Backend> {
+    text: TextEncoder<B>,
+    image: ImageEncoder<B>,
+    logit_scale: Option<f32>,
+    vision_source: std::path::PathBuf,
+}
+
+/// Logits of images against texts.
+#[derive(Debug, Clone)]
+pub struct ClipLogits<B: Backend> {
+    /// `[n_images, n_texts]`: `logit_scale.exp() * image_features @ text_features.T`.
+    pub logits_per_image: Tensor<B, 2>,
+    /// `[n_texts, n_images]`: the transpose.
+    pub logits_per_text: Tensor<B, 2>,
+}
+
+impl<B: Backend> ClipLogits<B> {
+    /// The model card's `probs`: softmax of `logits_per_image` over the texts, `[n_images, n_texts]`.
+    pub fn probs_tensor(&self) -> Tensor<B, 2> {
+        softmax(self.logits_per_image.clone(), 1)
+    }
+
+    /// [`ClipLogits::probs_tensor`] on the host.
+    pub fn probs(&self) -> Result<Array2<f32>, ClipError> {
+        to_array2(self.probs_tensor())
+    }
+
+    /// `logits_per_image` on the host.
+    pub fn per_image(&self) -> Result<Array2<f32>, ClipError> {
+        to_array2(self.logits_per_image.clone())
+    }
+}
+
+impl<B: Backend> ClipModel<B> {
+    /// Load from the environment (`TAIYI_TEXT_MODEL`, `TAIYI_VISION_MODEL`) or, for what they
+    /// don't name, the Hugging Face hub (cached in the standard layout; `HF_HOME`,
+    /// `HF_HUB_CACHE` and `HF_HUB_OFFLINE` are honoured).
+    pub fn from_pretrained(device: &B::Device) -> Result<Self, ClipError> {
+        let paths = ModelPaths::resolve(None, None, &HubOptions::from_env())?;
+        Self::load(&paths, &ClipOptions::default(), device)
+    }
+
+    /// Load from local paths: the HF text directory and the open_clip checkpoint file.
+    pub fn from_paths(
+        text_dir: impl AsRef<Path>,
+        vision_file: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let paths = ModelPaths {
+            text_dir: text_dir.as_ref().to_path_buf(),
+            vision_file: vision_file.as_ref().to_path_buf(),
+        };
+        Self::load(&paths, &ClipOptions::default(), device)
+    }
+
+    /// Load with explicit paths and options.
+    pub fn load(
+        paths: &ModelPaths,
+        options: &ClipOptions,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let text = TextEncoder::from_dir(&paths.text_dir, device)?
+            .with_mode(options.text_mode)
+            .with_batch_size(options.text_batch_size);
+        let (image, logit_scale) =
+            ImageEncoder::from_file(&paths.vision_file, &options.vision, device)?;
+        Ok(Self {
+            text,
+            image: image.with_batch_size(options.image_batch_size),
+            logit_scale,
+            vision_source: paths.vision_file.clone(),
+        })
+    }
+
+    /// Assemble from encoders. `logit_scale` is the stored parameter (before `exp`).
+    pub fn from_parts(text: TextEncoder<B>, image: ImageEncoder<B>, logit_scale: f32) -> Self {
+        Self {
+            text,
+            image,
+            logit_scale: Some(logit_scale),
+            vision_source: std::path::PathBuf::new(),
+        }
+    }
+
+    /// Override `logit_scale` (the stored parameter, before `exp`).
+    pub fn with_logit_scale(mut self, logit_scale: f32) -> Self {
+        self.logit_scale = Some(logit_scale);
+        self
+    }
+
+    /// Use another text mode (see [`TextMode`]).
+    pub fn with_text_mode(mut self, mode: TextMode) -> Self {
+        self.text = self.text.with_mode(mode);
+        self
+    }
+
+    /// The text half.
+    pub fn text(&self) -> &TextEncoder<B> {
+        &self.text
+    }
+
+    /// The image half.
+    pub fn image(&self) -> &ImageEncoder<B> {
+        &self.image
+    }
+
+    /// `logit_scale` as stored in the checkpoint (before `exp`), if it has one.
+    pub fn logit_scale_raw(&self) -> Option<f32> {
+        self.logit_scale
+    }
+
+    /// `logit_scale.exp()`, the factor applied to cosine similarities (≈100 for Taiyi).
+    pub fn logit_scale(&self) -> Result<f32, ClipError> {
+        self.logit_scale
+            .map(f32::exp)
+            .ok_or_else(|| ClipError::NoLogitScale {
+                path: self.vision_source.clone(),
+            })
+    }
+
+    /// L2-normalised text features `[n, 1024]`.
+    pub fn encode_texts<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+    ) -> Result<Tensor<B, 2>, ClipError> {
+        self.text.encode(texts)
+    }
+
+    /// L2-normalised image features `[n, 1024]`.
+    pub fn encode_images(&self, images: &[ImageSource]) -> Result<Tensor<B, 2>, ClipError> {
+        self.image.encode(images)
+    }
+
+    /// Logits of `images` against `texts`, as in the model card.
+    pub fn logits<S: AsRef<str> + Sync>(
+        &self,
+        images: &[ImageSource],
+        texts: &[S],
+    ) -> Result<ClipLogits<B>, ClipError> {
+        let image_features = self.encode_images(images)?;
+        let text_features = self.encode_texts(texts)?;
+        self.logits_from_features(image_features, text_features)
+    }
+
+    /// Logits from normalised features `[n_images, d]` and `[n_texts, d]`.
+    pub fn logits_from_features(
+        &self,
+        image_features: Tensor<B, 2>,
+        text_features: Tensor<B, 2>,
+    ) -> Result<ClipLogits<B>, ClipError> {
+        let scale = self.logit_scale()?;
+        logits_from_features(scale, image_features, text_features)
+    }
+}
+
+/// `scale * image_features @ text_features.T` (the scale applied first, as in the reference).
+pub fn logits_from_features<B: Backend>(
+    scale: f32,
+    image_features: Tensor<B, 2>,
+    text_features: Tensor<B, 2>,
+) -> Result<ClipLogits<B>, ClipError> {
+    let [ni, di] = image_features.dims();
+    let [nt, dt] = text_features.dims();
+    if di != dt {
+        return Err(ClipError::Mismatch {
+            message: format!("image features are {di}-d but text features are {dt}-d"),
+        });
+    }
+    if ni == 0 || nt == 0 {
+        return Err(ClipError::EmptyInput {
+            what: "no features",
+        });
+    }
+    let logits_per_image = image_features
+        .mul_scalar(scale)
+        .matmul(text_features.transpose());
+    Ok(ClipLogits {
+        logits_per_text: logits_per_image.clone().transpose(),
+        logits_per_image,
+    })
+}

@@ -1,0 +1,159 @@
+//! Zero-shot image classification with Chinese labels.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+
+use crate::encoders::{ImageSource, l2_normalize};
+use crate::model::{ClipModel, logits_from_features};
+use crate::{ClipError, to_array2};
+
+/// The usual single prompt: "a photo of {}" in Chinese.
+pub const DEFAULT_TEMPLATE: &str = "一张{}的照片。";
+
+/// A prompt ensemble in Chinese (in the spirit of CLIP's ImageNet prompts), for
+/// [`ZeroShotClassifier::new`]. `{}` stands for the label.
+pub const CHINESE_TEMPLATES: &[&str] = &[
+    "一张{}的照片。",
+    "{}的照片。",
+    "一张{}的好照片。",
+    "一张{}的特写照片。",
+    "一张{}的模糊照片。",
+    "一张{}的明亮照片。",
+    "一张{}的黑白照片。",
+    "一张{}的低分辨率照片。",
+    "一幅{}的画。",
+    "一张{}的素描。",
+    "一张{}的卡通图。",
+    "一张包含{}的照片。",
+];
+
+/// One class of a prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index of the label.
+    pub index: usize,
+    /// The label.
+    pub label: String,
+    /// Softmax probability over all labels.
+    pub probability: f32,
+    /// The logit (`logit_scale.exp() * cosine`).
+    pub logit: f32,
+}
+
+/// Class embeddings built once from labels and prompt templates, then applied to images.
+///
+/// The class embedding is the mean of the L2-normalised embeddings of the label put into each
+/// template, renormalised (CLIP's prompt ensembling). With no template, the label itself is the
+/// text, which is exactly the model card's snippet.
+#[derive(Debug, Clone)]
+pub struct ZeroShotClassifier<B: Backend> {
+    labels: Vec<String>,
+    /// `[n_labels, d]`, L2-normalised.
+    class_embeddings: Tensor<B, 2>,
+}
+
+impl<B: Backend> ZeroShotClassifier<B> {
+    /// Build class embeddings for `labels` with `templates` (each containing `{}`; an empty
+    /// slice means the labels themselves, as in the model card).
+    pub fn new<L: AsRef<str>, T: AsRef<str>>(
+        model: &ClipModel<B>,
+        labels: &[L],
+        templates: &[T],
+    ) -> Result<Self, ClipError> {
+        if labels.is_empty() {
+            return Err(ClipError::EmptyInput { what: "no labels" });
+        }
+        for t in templates {
+            if !t.as_ref().contains("{}") {
+                return Err(ClipError::Mismatch {
+                    message: format!("template '{}' has no '{{}}' for the label", t.as_ref()),
+                });
+            }
+        }
+        let labels: Vec<String> = labels.iter().map(|l| l.as_ref().to_string()).collect();
+        let class_embeddings = if templates.is_empty() {
+            model.encode_texts(&labels)?
+        } else {
+            let k = templates.len();
+            let texts: Vec<String> = labels
+                .iter()
+                .flat_map(|l| templates.iter().map(move |t| t.as_ref().replace("{}", l)))
+                .collect();
+            let feats = model.encode_texts(&texts)?; // [n*k, d], normalised
+            let [_, d] = feats.dims();
+            let mean = feats
+                .reshape([labels.len(), k, d])
+                .mean_dim(1)
+                .squeeze_dim::<2>(1);
+            l2_normalize(mean)
+        };
+        Ok(Self {
+            labels,
+            class_embeddings,
+        })
+    }
+
+    /// The labels, in order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The normalised class embeddings `[n_labels, d]`.
+    pub fn class_embeddings(&self) -> &Tensor<B, 2> {
+        &self.class_embeddings
+    }
+
+    /// Probabilities `[n_images, n_labels]` and logits for normalised image features.
+    pub fn probabilities(
+        &self,
+        model: &ClipModel<B>,
+        image_features: Tensor<B, 2>,
+    ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ClipError> {
+        let logits = logits_from_features(
+            model.logit_scale()?,
+            image_features,
+            self.class_embeddings.clone(),
+        )?
+        .logits_per_image;
+        Ok((softmax(logits.clone(), 1), logits))
+    }
+
+    /// Classify images: for each image, all labels sorted by probability, best first
+    /// (truncate to your top-k).
+    pub fn classify(
+        &self,
+        model: &ClipModel<B>,
+        images: &[ImageSource],
+    ) -> Result<Vec<Vec<Prediction>>, ClipError> {
+        let features = model.encode_images(images)?;
+        self.classify_features(model, features)
+    }
+
+    /// [`ZeroShotClassifier::classify`] from normalised image features `[n_images, d]`.
+    pub fn classify_features(
+        &self,
+        model: &ClipModel<B>,
+        image_features: Tensor<B, 2>,
+    ) -> Result<Vec<Vec<Prediction>>, ClipError> {
+        let (probs, logits) = self.probabilities(model, image_features)?;
+        let probs = to_array2(probs)?;
+        let logits = to_array2(logits)?;
+        Ok(probs
+            .outer_iter()
+            .zip(logits.outer_iter())
+            .map(|(p, l)| {
+                let mut row: Vec<Prediction> = (0..self.labels.len())
+                    .map(|i| Prediction {
+                        index: i,
+                        label: self.labels[i].clone(),
+                        probability: p[i],
+                        logit: l[i],
+                    })
+                    .collect();
+                row.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+                row
+            })
+            .collect())
+    }
+}
