@@ -1,0 +1,108 @@
+//! Errors of the image transform.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while decoding or transforming an image.
+///
+/// Every variant that comes from a file or buffer names it (`origin`: the path, or
+/// `<bytes>` / `<image>` for in-memory input) and keeps the decoder's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The file could not be read.
+    #[error("cannot read image file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PNG decoder rejected the data (corrupt, truncated, bad CRC, ...).
+    #[error("{origin}: corrupt or truncated PNG: {source}")]
+    Png {
+        /// Where the data came from.
+        origin: String,
+        /// The decoder's error.
+        #[source]
+        source: png::DecodingError,
+    },
+    /// The JPEG decoder rejected the data (corrupt, truncated, ...).
+    #[error("{origin}: corrupt or truncated JPEG: {source}")]
+    Jpeg {
+        /// Where the data came from.
+        origin: String,
+        /// The decoder's error.
+        #[source]
+        source: zune_jpeg::errors::DecodeErrors,
+    },
+    /// The `image` crate (GIF, WebP, BMP, TIFF) rejected the data.
+    #[error("{origin}: cannot decode image: {source}")]
+    Decode {
+        /// Where the data came from.
+        origin: String,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// The data is not a decodable image at all (empty, too short, inconsistent).
+    #[error("{origin}: corrupt image data: {what}")]
+    Corrupt {
+        /// Where the data came from.
+        origin: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The image has a zero width or height.
+    #[error("{origin}: image has zero size ({width}x{height})")]
+    ZeroSize {
+        /// Where the data came from.
+        origin: String,
+        /// Width in pixels.
+        width: u64,
+        /// Height in pixels.
+        height: u64,
+    },
+    /// A format, colour mode or encoding this port does not handle.
+    #[error("{origin}: unsupported image: {what}")]
+    Unsupported {
+        /// Where the data came from.
+        origin: String,
+        /// What is not supported.
+        what: String,
+    },
+    /// More pixels than the configured limit (decompression-bomb protection, like Pillow's
+    /// `DecompressionBombError`), checked from the header before decoding.
+    #[error(
+        "{origin}: image of {width}x{height} = {pixels} pixels exceeds the limit of {limit} pixels (possible decompression bomb)"
+    )]
+    TooManyPixels {
+        /// Where the data came from.
+        origin: String,
+        /// Width in pixels.
+        width: u64,
+        /// Height in pixels.
+        height: u64,
+        /// `width * height`.
+        pixels: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A raw pixel buffer whose length does not match its size and mode.
+    #[error("invalid pixel buffer: {0}")]
+    InvalidBuffer(String),
+    /// An invalid transform configuration (e.g. image size 0, non-positive std).
+    #[error("invalid image transform configuration: {0}")]
+    InvalidConfig(String),
+    /// A batch call was given no images.
+    #[error("empty batch: no images to preprocess")]
+    EmptyBatch,
+    /// One image of a batch failed.
+    #[error("batch image {index}: {source}")]
+    Batch {
+        /// Position of the failing image in the batch.
+        index: usize,
+        /// Its error.
+        #[source]
+        source: Box<ImageError>,
+    },
+}
