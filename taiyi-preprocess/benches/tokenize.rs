@@ -6,6 +6,9 @@
 //!
 //! `cargo bench -p taiyi-preprocess --bench tokenize -- --quick`
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -37,11 +40,16 @@ fn texts(name: &str) -> Vec<String> {
 }
 
 fn bench(c: &mut Criterion) {
-    let Ok(tok) = BertTokenizer::from_vocab_file(fixtures().join("vocab.txt"), TokenizerOptions::default()) else {
+    let Ok(tok) =
+        BertTokenizer::from_vocab_file(fixtures().join("vocab.txt"), TokenizerOptions::default())
+    else {
         eprintln!("cannot load fixtures/tokenizer/vocab.txt");
         return;
     };
-    for (label, file) in [("prose", "corpus_prose.jsonl.gz"), ("synth", "corpus_synth.jsonl.gz")] {
+    for (label, file) in [
+        ("prose", "corpus_prose.jsonl.gz"),
+        ("synth", "corpus_synth.jsonl.gz"),
+    ] {
         let set = texts(file);
         let mut group = c.benchmark_group(format!("tokenize_{label}"));
         group.throughput(Throughput::Elements(set.len() as u64));
@@ -53,7 +61,9 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_function("encode_batch_longest", |b| {
-            b.iter(|| black_box(tok.encode_batch(black_box(&set), Padding::Longest, Truncation::ModelMax)))
+            b.iter(|| {
+                black_box(tok.encode_batch(black_box(&set), Padding::Longest, Truncation::ModelMax))
+            })
         });
         group.finish();
     }

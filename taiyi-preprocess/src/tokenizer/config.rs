@@ -30,10 +30,11 @@ fn read_json_object(path: &Path) -> Result<Option<Map<String, Value>>, Tokenizer
             });
         }
     };
-    let value: Value = serde_json::from_str(&text).map_err(|source| TokenizerError::ConfigJson {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|source| TokenizerError::ConfigJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
     match value {
         Value::Object(map) => Ok(Some(map)),
         other => Err(TokenizerError::ConfigValue {
@@ -52,11 +53,19 @@ fn bad(path: &Path, key: &str, message: impl Into<String>) -> TokenizerError {
     }
 }
 
-fn get_bool(map: &Map<String, Value>, key: &str, path: &Path) -> Result<Option<bool>, TokenizerError> {
+fn get_bool(
+    map: &Map<String, Value>,
+    key: &str,
+    path: &Path,
+) -> Result<Option<bool>, TokenizerError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(bad(path, key, format!("expected true/false, found {other}"))),
+        Some(other) => Err(bad(
+            path,
+            key,
+            format!("expected true/false, found {other}"),
+        )),
     }
 }
 
@@ -79,7 +88,11 @@ fn special_token(value: &Value, key: &str, path: &Path) -> Result<String, Tokeni
                 _ => Err(bad(path, key, "AddedToken dict without a string `content`")),
             }
         }
-        other => Err(bad(path, key, format!("expected a string or an AddedToken dict, found {other}"))),
+        other => Err(bad(
+            path,
+            key,
+            format!("expected a string or an AddedToken dict, found {other}"),
+        )),
     }
 }
 
@@ -122,7 +135,11 @@ pub(crate) fn read_options(dir: &Path) -> Result<TokenizerOptions, TokenizerErro
             options.tokenize_chinese_chars = b;
         }
         if get_bool(cfg, "do_basic_tokenize", &config_path)? == Some(false) {
-            return Err(bad(&config_path, "do_basic_tokenize", "false is not supported"));
+            return Err(bad(
+                &config_path,
+                "do_basic_tokenize",
+                "false is not supported",
+            ));
         }
         options.max_length = match cfg.get("model_max_length") {
             None | Some(Value::Null) => DEFAULT_MAX_LENGTH,
@@ -155,17 +172,27 @@ pub(crate) fn read_options(dir: &Path) -> Result<TokenizerOptions, TokenizerErro
         if let Some(dec) = cfg.get("added_tokens_decoder") {
             has_added_tokens_decoder = true;
             let Value::Object(entries) = dec else {
-                return Err(bad(&config_path, "added_tokens_decoder", "expected an object"));
+                return Err(bad(
+                    &config_path,
+                    "added_tokens_decoder",
+                    "expected an object",
+                ));
             };
             for (id, entry) in entries {
                 let key = format!("added_tokens_decoder.{id}");
                 let content = special_token(entry, &key, &config_path)?;
-                let known = options.special_tokens.roles().iter().any(|(_, t)| *t == content);
+                let known = options
+                    .special_tokens
+                    .roles()
+                    .iter()
+                    .any(|(_, t)| *t == content);
                 if !known {
                     return Err(bad(
                         &config_path,
                         &key,
-                        format!("added token {content:?} is not one of the special tokens; extra added tokens are not supported"),
+                        format!(
+                            "added token {content:?} is not one of the special tokens; extra added tokens are not supported"
+                        ),
                     ));
                 }
             }

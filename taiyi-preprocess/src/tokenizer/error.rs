@@ -38,7 +38,9 @@ pub enum TokenizerError {
         entries: usize,
     },
     /// A token appears on two lines of the vocabulary (Python would silently keep the later id).
-    #[error("vocabulary file {path}: token {token:?} appears on line {first_line} and again on line {line}")]
+    #[error(
+        "vocabulary file {path}: token {token:?} appears on line {first_line} and again on line {line}"
+    )]
     DuplicateVocabEntry {
         /// The vocabulary file.
         path: PathBuf,
@@ -97,7 +99,9 @@ pub enum TokenizerError {
         max_length: usize,
     },
     /// `Padding::None` was asked for a batch whose rows have different lengths.
-    #[error("Padding::None on a batch whose rows differ in length (row 0 has {first}, row {row} has {len}); use Padding::Longest or Padding::Fixed")]
+    #[error(
+        "Padding::None on a batch whose rows differ in length (row 0 has {first}, row {row} has {len}); use Padding::Longest or Padding::Fixed"
+    )]
     RaggedBatch {
         /// Length of row 0.
         first: usize,

@@ -296,8 +296,12 @@ impl BertTokenizer {
         }
         let id_of = |t: &str| vocab.get(t).copied().unwrap_or(0);
         let st = &options.special_tokens;
-        let (unk_id, cls_id, sep_id, pad_id) =
-            (id_of(&st.unk), id_of(&st.cls), id_of(&st.sep), id_of(&st.pad));
+        let (unk_id, cls_id, sep_id, pad_id) = (
+            id_of(&st.unk),
+            id_of(&st.cls),
+            id_of(&st.sep),
+            id_of(&st.pad),
+        );
         let mut special_first_chars: Vec<char> = specials
             .iter()
             .filter_map(|(t, _)| t.chars().next())
@@ -702,7 +706,10 @@ mod tests {
     fn wordpiece_greedy_and_unk() {
         let t = toy();
         assert_eq!(t.tokenize("unaffable"), ["un", "##aff", "##able"]);
-        assert_eq!(t.tokenize("UNAFFABLE,a猫"), ["un", "##aff", "##able", ",", "a", "猫"]);
+        assert_eq!(
+            t.tokenize("UNAFFABLE,a猫"),
+            ["un", "##aff", "##able", ",", "a", "猫"]
+        );
         assert_eq!(t.tokenize("unaffablex"), ["[UNK]"]);
         // Exactly 100 chars is still split, 101 chars is one [UNK].
         let ok = format!("a{}", "b".repeat(99));

@@ -125,15 +125,29 @@ mod tests {
     fn ascii_fast_paths_agree_with_tables() {
         for b in 0u8..128 {
             let c = char::from(b);
-            assert_eq!(is_control(c), c != '\t' && c != '\n' && c != '\r' && in_ranges(CATEGORY_C, c), "{b}");
+            assert_eq!(
+                is_control(c),
+                c != '\t' && c != '\n' && c != '\r' && in_ranges(CATEGORY_C, c),
+                "{b}"
+            );
             assert_eq!(is_py_space(c), in_ranges(PY_ISSPACE, c), "{b}");
             assert_eq!(is_nonspacing_mark(c), in_ranges(CATEGORY_MN, c), "{b}");
             let ascii_punct = matches!(b, 33..=47 | 58..=64 | 91..=96 | 123..=126);
-            assert_eq!(is_punctuation(c), ascii_punct || in_ranges(CATEGORY_P, c), "{b}");
-            assert_eq!(is_bert_whitespace(c), matches!(c, ' ' | '\t' | '\n' | '\r') || in_ranges(CATEGORY_ZS, c));
+            assert_eq!(
+                is_punctuation(c),
+                ascii_punct || in_ranges(CATEGORY_P, c),
+                "{b}"
+            );
+            assert_eq!(
+                is_bert_whitespace(c),
+                matches!(c, ' ' | '\t' | '\n' | '\r') || in_ranges(CATEGORY_ZS, c)
+            );
             let mut s = String::new();
             push_lower(c, &mut s);
-            let from_table = LOWER.iter().find(|&&(k, _)| k == u32::from(b)).map_or(c.to_string(), |&(_, v)| v.to_string());
+            let from_table = LOWER
+                .iter()
+                .find(|&&(k, _)| k == u32::from(b))
+                .map_or(c.to_string(), |&(_, v)| v.to_string());
             assert_eq!(s, from_table, "{b}");
         }
     }
