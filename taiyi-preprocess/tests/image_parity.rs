@@ -1,6 +1,9 @@
 //! Parity of the image transform with open_clip 3.3.0 / Pillow 13.0.0 / torch 2.15
 //! (fixtures from scripts/fixtures/image.py, see fixtures/image/cases.json).
 
+// Tests fail by panicking: unwrap/expect/panic are the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
@@ -30,7 +33,12 @@ fn read_png(path: &Path) -> (usize, usize, usize, Vec<u8>) {
     let mut buf = vec![0; r.output_buffer_size().expect("size")];
     let info = r.next_frame(&mut buf).expect("png frame");
     buf.truncate(info.buffer_size());
-    (info.width as usize, info.height as usize, info.color_type.samples(), buf)
+    (
+        info.width as usize,
+        info.height as usize,
+        info.color_type.samples(),
+        buf,
+    )
 }
 
 /// A float32 .npy file (little-endian, C order): (shape, values).
@@ -43,11 +51,20 @@ fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
         (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
     };
     let header = std::str::from_utf8(&b[start..start + hlen]).expect("header");
-    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
     let shape_s = &header[header.find("'shape': (").expect("shape") + 10..];
-    let shape: Vec<usize> =
-        shape_s[..shape_s.find(')').expect(")")].split(',').filter(|t| !t.trim().is_empty()).map(|t| t.trim().parse().expect("dim")).collect();
-    let data: Vec<f32> = b[start + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let shape: Vec<usize> = shape_s[..shape_s.find(')').expect(")")]
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| t.trim().parse().expect("dim"))
+        .collect();
+    let data: Vec<f32> = b[start + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(data.len(), shape.iter().product::<usize>());
     (shape, data)
 }
@@ -79,7 +96,10 @@ fn count_diff<T: PartialEq>(a: Option<&[T]>, b: Option<&[T]>) -> usize {
 
 fn bits_differ(a: &[f32], b: &[f32]) -> usize {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
 }
 
 #[test]
@@ -87,7 +107,9 @@ fn normalize_is_bit_exact_with_torch_for_every_value() {
     let t = ImageTransform::open_clip_vit_h_14();
     let lut = lut();
     // A 224x224 image cycling through every value on every channel.
-    let rgb: Vec<u8> = (0..224 * 224 * 3).map(|i| ((i / 3 + 7 * (i % 3)) % 256) as u8).collect();
+    let rgb: Vec<u8> = (0..224 * 224 * 3)
+        .map(|i| ((i / 3 + 7 * (i % 3)) % 256) as u8)
+        .collect();
     let got = t.normalize(&rgb).expect("normalize");
     let want = expected_float(&rgb, &lut);
     assert_eq!(bits_differ(&got, &want), 0);
@@ -100,7 +122,9 @@ fn png_cases_are_pixel_exact() {
     let (mut n, mut exact, mut differing, mut total) = (0usize, 0usize, 0usize, 0usize);
     for c in cases().iter().filter(|c| s(c, "format") == "png") {
         let name = s(c, "name");
-        let img = t.decode_path(dir().join(s(c, "file"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let img = t
+            .decode_path(dir().join(s(c, "file")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(img.mode().name(), s(c, "pil_mode"), "{name}: mode");
         let rgb = t.crop_rgb(&img).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (w, h, ch, want) = read_png(&dir().join(s(c, "expected")));
@@ -117,7 +141,9 @@ fn png_cases_are_pixel_exact() {
         differing += d + df;
         total += rgb.len() + f.len();
     }
-    println!("image parity: {exact}/{n} PNG cases pixel-exact, {differing} differing values (of {total} u8+f32 values)");
+    println!(
+        "image parity: {exact}/{n} PNG cases pixel-exact, {differing} differing values (of {total} u8+f32 values)"
+    );
     assert!(n >= 40, "only {n} PNG cases");
     assert_eq!(differing, 0);
     assert_eq!(exact, n);
@@ -155,23 +181,40 @@ fn resized_debug_images_match_pillow() {
         assert_eq!(img.mode().name(), s(c, "resized_mode"), "{name}");
         let resized = t.resize(&img);
         let size = c["resized_size"].as_array().expect("size");
-        assert_eq!(resized.width() as u64, size[0].as_u64().expect("w"), "{name}");
-        assert_eq!(resized.height() as u64, size[1].as_u64().expect("h"), "{name}");
+        assert_eq!(
+            resized.width() as u64,
+            size[0].as_u64().expect("w"),
+            "{name}"
+        );
+        assert_eq!(
+            resized.height() as u64,
+            size[1].as_u64().expect("h"),
+            "{name}"
+        );
         // The debug PNG is saved in the resized image's own mode (CMYK as a 4-channel PNG);
         // decode it with the same Pillow-mode decoder and compare the raw samples.
-        let want = t.decode_path(dir().join(s(c, "resized"))).expect("decode resized");
+        let want = t
+            .decode_path(dir().join(s(c, "resized")))
+            .expect("decode resized");
         let differing = match resized.mode() {
             PilMode::I16 => count_diff(resized.samples_u16(), want.samples_u16()),
             PilMode::Cmyk => count_diff(resized.samples_u8(), want.samples_u8()),
             m => {
                 assert_eq!(want.mode(), m, "{name}");
                 if m == PilMode::P {
-                    assert_eq!(resized.palette()[..want.palette().len()], *want.palette(), "{name}");
+                    assert_eq!(
+                        resized.palette()[..want.palette().len()],
+                        *want.palette(),
+                        "{name}"
+                    );
                 }
                 count_diff(resized.samples_u8(), want.samples_u8())
             }
         };
-        assert_eq!(differing, 0, "{name}: {differing} samples differ after Resize");
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} samples differ after Resize"
+        );
         n += 1;
     }
     assert!(n >= 6);
@@ -183,17 +226,27 @@ fn jpeg_cases_within_decoder_tolerance() {
     let mut n = 0;
     for c in cases().iter().filter(|c| s(c, "format") == "jpeg") {
         let name = s(c, "name");
-        let img = t.decode_path(dir().join(s(c, "file"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let img = t
+            .decode_path(dir().join(s(c, "file")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(img.mode().name(), s(c, "pil_mode"), "{name}");
         let rgb = t.crop_rgb(&img).expect("crop");
         let (_, _, _, want) = read_png(&dir().join(s(c, "expected")));
-        let diffs: Vec<i32> = rgb.iter().zip(&want).map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs()).collect();
+        let diffs: Vec<i32> = rgb
+            .iter()
+            .zip(&want)
+            .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+            .collect();
         let max = diffs.iter().copied().max().unwrap_or(0);
         let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         let nz = diffs.iter().filter(|&&d| d != 0).count();
         let f = t.apply(&img).expect("apply");
         let fwant = expected_float(&want, &lut());
-        let fmax = f.iter().zip(&fwant).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let fmax = f
+            .iter()
+            .zip(&fwant)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         println!(
             "jpeg {name}: zune-jpeg vs libjpeg-turbo after the transform: max |du8| = {max}, mean = {mean:.4}, \
              {nz}/{} values differ, max |dfloat| = {fmax:.5}",
@@ -229,32 +282,58 @@ fn jpeg_cases_within_decoder_tolerance() {
 fn dynamic_image_and_bytes_inputs_match() {
     let t = ImageTransform::default();
     let lut = lut();
-    for name in ["rgb_640x480", "rgba8_120x90", "l8_333x250", "i16_90x60", "rgb16_70x50"] {
+    for name in [
+        "rgb_640x480",
+        "rgba8_120x90",
+        "l8_333x250",
+        "i16_90x60",
+        "rgb16_70x50",
+    ] {
         let path = dir().join(format!("inputs/{name}.png"));
         let dynimg = image::open(&path).expect("image::open");
         let (_, _, _, want) = read_png(&dir().join(format!("expected/{name}.png")));
         let want = expected_float(&want, &lut);
-        assert_eq!(bits_differ(&t.apply_dynamic(&dynimg).expect("dyn"), &want), 0, "{name} (DynamicImage)");
+        assert_eq!(
+            bits_differ(&t.apply_dynamic(&dynimg).expect("dyn"), &want),
+            0,
+            "{name} (DynamicImage)"
+        );
         let bytes = std::fs::read(&path).expect("read");
-        assert_eq!(bits_differ(&t.apply_bytes(&bytes).expect("bytes"), &want), 0, "{name} (bytes)");
+        assert_eq!(
+            bits_differ(&t.apply_bytes(&bytes).expect("bytes"), &want),
+            0,
+            "{name} (bytes)"
+        );
     }
 }
 
 #[test]
 fn batch_tensor_keeps_order_and_values() {
     let t = ImageTransform::default();
-    let names = ["rgb_640x480", "p8_100x77", "la8_110x70", "rgb_1x50", "jpeg_grey_250x333", "rgb_3000x2000"];
+    let names = [
+        "rgb_640x480",
+        "p8_100x77",
+        "la8_110x70",
+        "rgb_1x50",
+        "jpeg_grey_250x333",
+        "rgb_3000x2000",
+    ];
     let paths: Vec<PathBuf> = names
         .iter()
         .map(|n| {
-            let c = cases().into_iter().find(|c| s(c, "name") == *n).expect("case");
+            let c = cases()
+                .into_iter()
+                .find(|c| s(c, "name") == *n)
+                .expect("case");
             dir().join(s(&c, "file"))
         })
         .collect();
     let bytes = std::fs::read(&paths[1]).expect("read");
     let mut inputs: Vec<ImageInput<'_>> = paths.iter().map(ImageInput::from).collect();
     inputs[1] = ImageInput::from(&bytes);
-    let x = t.to_tensor::<Flex>(&inputs, &Default::default()).expect("batch");
+    let x = t
+        .to_tensor::<Flex>(&inputs, &Default::default())
+        .expect("batch");
     assert_eq!(x.dims(), [names.len(), 3, 224, 224]);
     let data = x.into_data().to_vec::<f32>().expect("f32");
     for (i, p) in paths.iter().enumerate() {

@@ -26,7 +26,11 @@ const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// Zero-size and decompression-bomb checks from the header's size, before decoding.
 fn check_size(origin: &str, width: u64, height: u64, max_pixels: u64) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
-        return Err(ImageError::ZeroSize { origin: origin.to_owned(), width, height });
+        return Err(ImageError::ZeroSize {
+            origin: origin.to_owned(),
+            width,
+            height,
+        });
     }
     let pixels = width.saturating_mul(height);
     if pixels > max_pixels {
@@ -42,9 +46,16 @@ fn check_size(origin: &str, width: u64, height: u64, max_pixels: u64) -> Result<
 }
 
 /// Decodes an encoded image (PNG, JPEG, GIF, WebP, BMP, TIFF) from memory.
-pub(crate) fn decode_bytes(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, ImageError> {
+pub(crate) fn decode_bytes(
+    bytes: &[u8],
+    origin: &str,
+    max_pixels: u64,
+) -> Result<PilImage, ImageError> {
     if bytes.is_empty() {
-        return Err(ImageError::Corrupt { origin: origin.to_owned(), what: "empty data".into() });
+        return Err(ImageError::Corrupt {
+            origin: origin.to_owned(),
+            what: "empty data".into(),
+        });
     }
     if bytes.starts_with(PNG_MAGIC) {
         return decode_png(bytes, origin, max_pixels);
@@ -56,10 +67,19 @@ pub(crate) fn decode_bytes(bytes: &[u8], origin: &str, max_pixels: u64) -> Resul
         origin: origin.to_owned(),
         what: "unknown image format (not PNG, JPEG, GIF, WebP, BMP or TIFF)".into(),
     })?;
-    if !matches!(format, ImageFormat::Gif | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff) {
-        return Err(ImageError::Unsupported { origin: origin.to_owned(), what: format!("format {format:?}") });
+    if !matches!(
+        format,
+        ImageFormat::Gif | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff
+    ) {
+        return Err(ImageError::Unsupported {
+            origin: origin.to_owned(),
+            what: format!("format {format:?}"),
+        });
     }
-    let dec = |e| ImageError::Decode { origin: origin.to_owned(), source: e };
+    let dec = |e| ImageError::Decode {
+        origin: origin.to_owned(),
+        source: e,
+    };
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     reader.no_limits();
     let (w, h) = reader.into_dimensions().map_err(dec)?;
@@ -71,19 +91,35 @@ pub(crate) fn decode_bytes(bytes: &[u8], origin: &str, max_pixels: u64) -> Resul
 }
 
 fn decode_png(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, ImageError> {
-    let corrupt = |what: &str| ImageError::Corrupt { origin: origin.to_owned(), what: what.to_owned() };
+    let corrupt = |what: &str| ImageError::Corrupt {
+        origin: origin.to_owned(),
+        what: what.to_owned(),
+    };
     // IHDR must be the first chunk: signature(8) length(4) "IHDR"(4) width(4) height(4).
     if bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
         return Err(corrupt("PNG without IHDR chunk"));
     }
-    let be = |i: usize| u64::from(u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]));
+    let be = |i: usize| {
+        u64::from(u32::from_be_bytes([
+            bytes[i],
+            bytes[i + 1],
+            bytes[i + 2],
+            bytes[i + 3],
+        ]))
+    };
     check_size(origin, be(16), be(20), max_pixels)?;
 
-    let png_err = |e| ImageError::Png { origin: origin.to_owned(), source: e };
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: usize::MAX });
+    let png_err = |e| ImageError::Png {
+        origin: origin.to_owned(),
+        source: e,
+    };
+    let mut decoder =
+        png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: usize::MAX });
     decoder.set_transformations(png::Transformations::IDENTITY);
     let mut reader = decoder.read_info().map_err(png_err)?;
-    let size = reader.output_buffer_size().ok_or_else(|| corrupt("PNG too large for memory"))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| corrupt("PNG too large for memory"))?;
     let mut buf = vec![0u8; size];
     let frame = reader.next_frame(&mut buf).map_err(png_err)?;
     let info = reader.info();
@@ -129,7 +165,9 @@ fn decode_png(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, I
         (C::Grayscale, 8) => u8img(PilMode::L, packed())?,
         (C::Grayscale, 16) => {
             let mut out = Vec::with_capacity(w * h);
-            rows(&mut |r: &[u8]| out.extend(r.chunks_exact(2).map(|s| u16::from_be_bytes([s[0], s[1]]))));
+            rows(&mut |r: &[u8]| {
+                out.extend(r.chunks_exact(2).map(|s| u16::from_be_bytes([s[0], s[1]])))
+            });
             PilImage::from_i16(w, h, out)?
         }
         (C::Rgb, 8) => u8img(PilMode::Rgb, packed())?,
@@ -147,8 +185,15 @@ fn decode_png(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, I
         (C::Rgba, 8) => u8img(PilMode::Rgba, packed())?,
         (C::Rgba, 16) => u8img(PilMode::Rgba, high_bytes())?,
         (C::Indexed, d @ (1 | 2 | 4 | 8)) => {
-            let pal = info.palette.as_ref().ok_or_else(|| corrupt("palette PNG without PLTE chunk"))?;
-            let palette: Vec<[u8; 3]> = pal.chunks_exact(3).take(256).map(|p| [p[0], p[1], p[2]]).collect();
+            let pal = info
+                .palette
+                .as_ref()
+                .ok_or_else(|| corrupt("palette PNG without PLTE chunk"))?;
+            let palette: Vec<[u8; 3]> = pal
+                .chunks_exact(3)
+                .take(256)
+                .map(|p| [p[0], p[1], p[2]])
+                .collect();
             let idx = if d == 8 { packed() } else { unpack(d, 1) };
             PilImage::from_palette(w, h, idx, palette)?
         }
@@ -163,16 +208,20 @@ fn decode_png(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, I
 }
 
 fn decode_jpeg(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, ImageError> {
-    let jerr = |e| ImageError::Jpeg { origin: origin.to_owned(), source: e };
+    let jerr = |e| ImageError::Jpeg {
+        origin: origin.to_owned(),
+        source: e,
+    };
     let options = DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(usize::MAX)
         .set_max_height(usize::MAX);
     let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     dec.decode_headers().map_err(jerr)?;
-    let (w, h) = dec
-        .dimensions()
-        .ok_or_else(|| ImageError::Corrupt { origin: origin.to_owned(), what: "JPEG without frame header".into() })?;
+    let (w, h) = dec.dimensions().ok_or_else(|| ImageError::Corrupt {
+        origin: origin.to_owned(),
+        what: "JPEG without frame header".into(),
+    })?;
     check_size(origin, w as u64, h as u64, max_pixels)?;
     let input = dec.input_colorspace().unwrap_or(ColorSpace::YCbCr);
     let (out_cs, mode) = match input {
@@ -210,7 +259,11 @@ fn decode_jpeg(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, 
 pub(crate) fn from_dynamic(img: &DynamicImage, origin: &str) -> Result<PilImage, ImageError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
-        return Err(ImageError::ZeroSize { origin: origin.to_owned(), width: w as u64, height: h as u64 });
+        return Err(ImageError::ZeroSize {
+            origin: origin.to_owned(),
+            width: w as u64,
+            height: h as u64,
+        });
     }
     let hi = |v: &[u16]| v.iter().map(|&s| (s >> 8) as u8).collect::<Vec<u8>>();
     match img {
@@ -229,7 +282,9 @@ pub(crate) fn from_dynamic(img: &DynamicImage, origin: &str) -> Result<PilImage,
         }
         DynamicImage::ImageRgb16(b) => PilImage::from_u8(PilMode::Rgb, w, h, hi(b.as_raw())),
         DynamicImage::ImageRgba16(b) => PilImage::from_u8(PilMode::Rgba, w, h, hi(b.as_raw())),
-        other if other.color().has_alpha() => PilImage::from_u8(PilMode::Rgba, w, h, other.to_rgba8().into_raw()),
+        other if other.color().has_alpha() => {
+            PilImage::from_u8(PilMode::Rgba, w, h, other.to_rgba8().into_raw())
+        }
         other => PilImage::from_u8(PilMode::Rgb, w, h, other.to_rgb8().into_raw()),
     }
 }

@@ -136,7 +136,9 @@ impl ImageTransform {
             return Err(ImageError::InvalidConfig("image size must be > 0".into()));
         }
         if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
-            return Err(ImageError::InvalidConfig(format!("mean {mean:?} / std {std:?} must be finite, std > 0")));
+            return Err(ImageError::InvalidConfig(format!(
+                "mean {mean:?} / std {std:?} must be finite, std > 0"
+            )));
         }
         Ok(Self {
             image_size,
@@ -183,9 +185,21 @@ impl ImageTransform {
     /// shortest side to `size`, long side `int(size * long / short)`.
     pub fn resized_size(&self, width: usize, height: usize) -> (usize, usize) {
         let s = self.image_size;
-        let (short, long) = if width <= height { (width, height) } else { (height, width) };
-        let new_long = if short == 0 { 0 } else { ((s as f64 * long as f64) / short as f64) as usize };
-        if width <= height { (s, new_long) } else { (new_long, s) }
+        let (short, long) = if width <= height {
+            (width, height)
+        } else {
+            (height, width)
+        };
+        let new_long = if short == 0 {
+            0
+        } else {
+            ((s as f64 * long as f64) / short as f64) as usize
+        };
+        if width <= height {
+            (s, new_long)
+        } else {
+            (new_long, s)
+        }
     }
 
     /// Decodes a file into a [`PilImage`] in the mode Pillow would open it in.
@@ -194,7 +208,10 @@ impl ImageTransform {
     /// [`ImageError::Io`] if it cannot be read, and the errors of [`ImageTransform::decode_bytes`].
     pub fn decode_path(&self, path: impl AsRef<Path>) -> Result<PilImage, ImageError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| ImageError::Io { path: path.to_owned(), source: e })?;
+        let bytes = std::fs::read(path).map_err(|e| ImageError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
         decode::decode_bytes(&bytes, &path.display().to_string(), self.max_pixels)
     }
 
@@ -225,7 +242,15 @@ impl ImageTransform {
         if (rw, rh) == (img.width, img.height) || rw == 0 || rh == 0 {
             return img.clone();
         }
-        resample::resize_window(img, rw, rh, &Window { xs: 0..rw, ys: 0..rh })
+        resample::resize_window(
+            img,
+            rw,
+            rh,
+            &Window {
+                xs: 0..rw,
+                ys: 0..rh,
+            },
+        )
     }
 
     /// Resize + CenterCrop + `convert("RGB")`: the uint8 image `ToTensor` receives,
@@ -236,7 +261,11 @@ impl ImageTransform {
     pub fn crop_rgb(&self, img: &PilImage) -> Result<Vec<u8>, ImageError> {
         let (w, h) = (img.width, img.height);
         if w == 0 || h == 0 {
-            return Err(ImageError::ZeroSize { origin: "<image>".into(), width: w as u64, height: h as u64 });
+            return Err(ImageError::ZeroSize {
+                origin: "<image>".into(),
+                width: w as u64,
+                height: h as u64,
+            });
         }
         let s = self.image_size;
         let (rw, rh) = self.resized_size(w, h);
@@ -255,7 +284,10 @@ impl ImageTransform {
             let b = (o + s as i64).clamp(0, dim as i64) as usize;
             a..b
         };
-        let win = Window { xs: clip(left, rw), ys: clip(top, rh) };
+        let win = Window {
+            xs: clip(left, rw),
+            ys: clip(top, rh),
+        };
         let cropped = if (rw, rh) == (w, h) {
             // torchvision returns the image untouched when the size already matches.
             let mut part = img.clone();
@@ -270,7 +302,10 @@ impl ImageTransform {
         }
         // Zero padding (Pillow fill 0) around the window.
         let mut out = vec![0u8; s * s * 3];
-        let (dx, dy) = ((win.xs.start as i64 - left) as usize, (win.ys.start as i64 - top) as usize);
+        let (dx, dy) = (
+            (win.xs.start as i64 - left) as usize,
+            (win.ys.start as i64 - top) as usize,
+        );
         for (r, row) in rgb.chunks_exact(win.xs.len() * 3).enumerate() {
             let o = ((r + dy) * s + dx) * 3;
             out[o..o + row.len()].copy_from_slice(row);
@@ -286,11 +321,17 @@ impl ImageTransform {
     pub fn normalize(&self, rgb: &[u8]) -> Result<Vec<f32>, ImageError> {
         let n = self.image_size * self.image_size;
         if rgb.len() != 3 * n {
-            return Err(ImageError::InvalidBuffer(format!("expected {} RGB samples, got {}", 3 * n, rgb.len())));
+            return Err(ImageError::InvalidBuffer(format!(
+                "expected {} RGB samples, got {}",
+                3 * n,
+                rgb.len()
+            )));
         }
         let mut out = vec![0f32; 3 * n];
         for c in 0..3 {
-            let lut: Vec<f32> = (0..=255u8).map(|v| (f32::from(v) / 255.0 - self.mean[c]) / self.std[c]).collect();
+            let lut: Vec<f32> = (0..=255u8)
+                .map(|v| (f32::from(v) / 255.0 - self.mean[c]) / self.std[c])
+                .collect();
             for (o, px) in out[c * n..(c + 1) * n].iter_mut().zip(rgb.chunks_exact(3)) {
                 *o = lut[usize::from(px[c])];
             }
@@ -357,7 +398,10 @@ impl ImageTransform {
             .par_iter()
             .enumerate()
             .map(|(index, &inp)| {
-                self.apply_input(inp).map_err(|e| ImageError::Batch { index, source: Box::new(e) })
+                self.apply_input(inp).map_err(|e| ImageError::Batch {
+                    index,
+                    source: Box::new(e),
+                })
             })
             .collect()
     }
@@ -390,7 +434,10 @@ impl ImageTransform {
             flat.extend_from_slice(&v);
         }
         let s = self.image_size;
-        Ok(Tensor::from_data(TensorData::new(flat, [n, 3, s, s]), device))
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [n, 3, s, s]),
+            device,
+        ))
     }
 }
 

@@ -94,7 +94,12 @@ impl PilImage {
     ///
     /// # Errors
     /// [`ImageError::InvalidBuffer`] if the length does not match or the mode is `P` / `I;16`.
-    pub fn from_u8(mode: PilMode, width: usize, height: usize, mut data: Vec<u8>) -> Result<Self, ImageError> {
+    pub fn from_u8(
+        mode: PilMode,
+        width: usize,
+        height: usize,
+        mut data: Vec<u8>,
+    ) -> Result<Self, ImageError> {
         if matches!(mode, PilMode::P | PilMode::I16) {
             return Err(ImageError::InvalidBuffer(format!(
                 "mode {} needs PilImage::from_palette / from_i16",
@@ -107,7 +112,13 @@ impl PilImage {
                 *v = if *v != 0 { 255 } else { 0 };
             }
         }
-        Ok(Self { mode, width, height, samples: Samples::U8(data), palette: Vec::new() })
+        Ok(Self {
+            mode,
+            width,
+            height,
+            samples: Samples::U8(data),
+            palette: Vec::new(),
+        })
     }
 
     /// A palette image (`P`): one index per pixel and up to 256 RGB entries.
@@ -122,9 +133,18 @@ impl PilImage {
     ) -> Result<Self, ImageError> {
         check_len(PilMode::P, width, height, indices.len())?;
         if palette.len() > 256 {
-            return Err(ImageError::InvalidBuffer(format!("palette of {} entries (max 256)", palette.len())));
+            return Err(ImageError::InvalidBuffer(format!(
+                "palette of {} entries (max 256)",
+                palette.len()
+            )));
         }
-        Ok(Self { mode: PilMode::P, width, height, samples: Samples::U8(indices), palette })
+        Ok(Self {
+            mode: PilMode::P,
+            width,
+            height,
+            samples: Samples::U8(indices),
+            palette,
+        })
     }
 
     /// A 16-bit greyscale image (`I;16`).
@@ -133,7 +153,13 @@ impl PilImage {
     /// [`ImageError::InvalidBuffer`] if the sample count does not match.
     pub fn from_i16(width: usize, height: usize, data: Vec<u16>) -> Result<Self, ImageError> {
         check_len(PilMode::I16, width, height, data.len())?;
-        Ok(Self { mode: PilMode::I16, width, height, samples: Samples::U16(data), palette: Vec::new() })
+        Ok(Self {
+            mode: PilMode::I16,
+            width,
+            height,
+            samples: Samples::U16(data),
+            palette: Vec::new(),
+        })
     }
 
     /// The Pillow mode.
@@ -179,7 +205,13 @@ impl PilImage {
                 }
                 PilMode::P => {
                     for &i in v {
-                        out.extend_from_slice(&self.palette.get(usize::from(i)).copied().unwrap_or([0, 0, 0]));
+                        out.extend_from_slice(
+                            &self
+                                .palette
+                                .get(usize::from(i))
+                                .copied()
+                                .unwrap_or([0, 0, 0]),
+                        );
                     }
                 }
                 PilMode::Rgb => out.extend_from_slice(v),

@@ -76,7 +76,13 @@ impl Coeffs {
         let one = f64::from(1u32 << PRECISION_BITS);
         self.k
             .iter()
-            .map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 })
+            .map(|&w| {
+                if w < 0.0 {
+                    (-0.5 + w * one) as i32
+                } else {
+                    (0.5 + w * one) as i32
+                }
+            })
             .collect()
     }
 }
@@ -90,7 +96,11 @@ fn clip_fixed(ss: i32) -> u8 {
 /// Pillow's `ROUND_UP` then `CLIP16` for the 16-bit path.
 #[inline]
 fn round_clip16(ss: f64) -> u16 {
-    let r = if ss >= 0.0 { (ss + 0.5) as i64 } else { (ss - 0.5) as i64 };
+    let r = if ss >= 0.0 {
+        (ss + 0.5) as i64
+    } else {
+        (ss - 0.5) as i64
+    };
     r.clamp(0, 65535) as u16
 }
 
@@ -101,7 +111,14 @@ trait Sample: Copy + Default + Send + Sync {
     fn hpass(src: &[Self], src_w: usize, c: usize, rows: Range<usize>, co: &Coeffs) -> Vec<Self>;
     /// Vertical pass: one output row per entry of `co` (bounds are relative to source row
     /// `row_offset`), keeping source columns `cols`.
-    fn vpass(src: &[Self], src_w: usize, c: usize, cols: Range<usize>, row_offset: usize, co: &Coeffs) -> Vec<Self>;
+    fn vpass(
+        src: &[Self],
+        src_w: usize,
+        c: usize,
+        cols: Range<usize>,
+        row_offset: usize,
+        co: &Coeffs,
+    ) -> Vec<Self>;
 }
 
 impl Sample for u8 {
@@ -128,7 +145,14 @@ impl Sample for u8 {
         out
     }
 
-    fn vpass(src: &[u8], src_w: usize, c: usize, cols: Range<usize>, row_offset: usize, co: &Coeffs) -> Vec<u8> {
+    fn vpass(
+        src: &[u8],
+        src_w: usize,
+        c: usize,
+        cols: Range<usize>,
+        row_offset: usize,
+        co: &Coeffs,
+    ) -> Vec<u8> {
         let kk = co.fixed();
         let row_len = src_w * c;
         let (c0, c1) = (cols.start * c, cols.end * c);
@@ -176,7 +200,14 @@ impl Sample for u16 {
         out
     }
 
-    fn vpass(src: &[u16], src_w: usize, c: usize, cols: Range<usize>, row_offset: usize, co: &Coeffs) -> Vec<u16> {
+    fn vpass(
+        src: &[u16],
+        src_w: usize,
+        c: usize,
+        cols: Range<usize>,
+        row_offset: usize,
+        co: &Coeffs,
+    ) -> Vec<u16> {
         let row_len = src_w * c;
         let (c0, c1) = (cols.start * c, cols.end * c);
         let out_len = c1 - c0;
@@ -283,7 +314,12 @@ fn nearest_positions(in_size: usize, out_size: usize, range: Range<usize>) -> Ve
     out
 }
 
-fn nearest(src: &[u8], (in_w, in_h): (usize, usize), (out_w, out_h): (usize, usize), win: &Window) -> Vec<u8> {
+fn nearest(
+    src: &[u8],
+    (in_w, in_h): (usize, usize),
+    (out_w, out_h): (usize, usize),
+    win: &Window,
+) -> Vec<u8> {
     let xs = nearest_positions(in_w, out_w, win.xs.clone());
     let ys = nearest_positions(in_h, out_h, win.ys.clone());
     let mut out = Vec::with_capacity(xs.len() * ys.len());
@@ -327,7 +363,9 @@ pub(crate) fn resize_window(img: &PilImage, out_w: usize, out_h: usize, win: &Wi
     let c = img.mode.channels();
     let samples = match (&img.samples, img.mode) {
         (Samples::U16(v), _) => Samples::U16(bicubic(v, in_sz, 1, out_sz, win)),
-        (Samples::U8(v), PilMode::P | PilMode::Bilevel) => Samples::U8(nearest(v, in_sz, out_sz, win)),
+        (Samples::U8(v), PilMode::P | PilMode::Bilevel) => {
+            Samples::U8(nearest(v, in_sz, out_sz, win))
+        }
         (Samples::U8(v), PilMode::La | PilMode::Rgba) => {
             let mut pre = v.clone();
             premultiply(&mut pre, c);
@@ -352,7 +390,13 @@ mod tests {
 
     #[test]
     fn coefficients_sum_to_one_in_fixed_point() {
-        for (i, o) in [(640usize, 298usize), (3, 336), (3000, 336), (225, 224), (1, 224)] {
+        for (i, o) in [
+            (640usize, 298usize),
+            (3, 336),
+            (3000, 336),
+            (225, 224),
+            (1, 224),
+        ] {
             let co = Coeffs::new(i, o, 0..o);
             let kk = co.fixed();
             for (xx, &(_, n)) in co.bounds.iter().enumerate() {
@@ -370,14 +414,33 @@ mod tests {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
             (seed >> 16) as u8
         };
-        for (iw, ih, ow, oh) in [(50usize, 40usize, 70usize, 56usize), (30, 200, 24, 160), (200, 30, 160, 24), (9, 9, 4, 30)] {
+        for (iw, ih, ow, oh) in [
+            (50usize, 40usize, 70usize, 56usize),
+            (30, 200, 24, 160),
+            (200, 30, 160, 24),
+            (9, 9, 4, 30),
+        ] {
             let src: Vec<u8> = (0..iw * ih * 3).map(|_| next()).collect();
-            let full = bicubic(&src, (iw, ih), 3, (ow, oh), &Window { xs: 0..ow, ys: 0..oh });
-            let win = Window { xs: 1..ow - 2, ys: 2..oh - 1 };
+            let full = bicubic(
+                &src,
+                (iw, ih),
+                3,
+                (ow, oh),
+                &Window {
+                    xs: 0..ow,
+                    ys: 0..oh,
+                },
+            );
+            let win = Window {
+                xs: 1..ow - 2,
+                ys: 2..oh - 1,
+            };
             let part = bicubic(&src, (iw, ih), 3, (ow, oh), &win);
             let mut want = Vec::new();
             for y in win.ys.clone() {
-                want.extend_from_slice(&full[(y * ow + win.xs.start) * 3..(y * ow + win.xs.end) * 3]);
+                want.extend_from_slice(
+                    &full[(y * ow + win.xs.start) * 3..(y * ow + win.xs.end) * 3],
+                );
             }
             assert_eq!(part, want, "{iw}x{ih} -> {ow}x{oh}");
         }
