@@ -136,12 +136,10 @@ impl<B: Backend> TextEncoder<B> {
         let mut done = 0;
         while done < n {
             let end = (done + self.batch_size).min(n);
-            let part = self.model.text_features(
-                ids.clone().slice(done..end),
-                mask.clone().slice(done..end),
-                self.mode,
-            )?;
-            parts.push(part);
+            // Every chunk keeps the call-wide padding, so chunking never changes a result.
+            let mask = self.mode.uses_mask().then(|| mask.clone().slice(done..end));
+            let out = self.model.try_forward(ids.clone().slice(done..end), mask)?;
+            parts.push(out.pooler_output);
             done = end;
             progress(done);
         }

@@ -1,0 +1,197 @@
+//! End-to-end parity of `ClipModel` with the model card's Python code path, on the tiny
+//! random-weight towers (fixtures/clip/expected.json from scripts/fixtures/clip.py):
+//! slow BertTokenizer (padding=True) -> BertModel pooler (no mask) and open_clip preprocess ->
+//! encode_image, both L2-normalised, logits = logit_scale.exp() * img @ txt.T, softmax.
+//!
+//! Tolerance: both towers run in f32 on both sides with different summation orders; the
+//! normalised features agree to ~1e-6 per element, so cosines agree to ~1e-6 and logits
+//! (scaled by exp(logit_scale) ≈ 18) to ~2e-5. We allow 1e-4 on logits and 2e-5 on
+//! probabilities and features; a mis-loaded tensor or a wrong padding rule moves them by 1e-2 or more.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use taiyi_core::{
+    ClipModel, ClipOptions, ImageSource, ModelPaths, VisionConfig, ZeroShotClassifier, to_array2,
+};
+
+type B = Flex;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("fixtures/clip/expected.json"))
+        .expect("fixtures/clip/expected.json (scripts/make_fixtures.sh clip)");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().expect("number") as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &ndarray::Array2<f32>, b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.nrows(), b.len(), "row count");
+    let mut m = 0f32;
+    for (ra, rb) in a.outer_iter().zip(b) {
+        assert_eq!(ra.len(), rb.len(), "column count");
+        for (x, y) in ra.iter().zip(rb) {
+            m = m.max((x - y).abs());
+        }
+    }
+    m
+}
+
+fn model() -> ClipModel<B> {
+    let paths = ModelPaths {
+        text_dir: root().join("fixtures/text/tiny"),
+        vision_file: root().join("fixtures/vision/open_clip_pytorch_model.bin"),
+    };
+    let options = ClipOptions {
+        vision: VisionConfig::tiny(),
+        ..ClipOptions::default()
+    };
+    ClipModel::load(&paths, &options, &Default::default()).expect("tiny ClipModel loads")
+}
+
+fn images(exp: &serde_json::Value) -> Vec<ImageSource> {
+    exp["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|p| ImageSource::from(root().join(p.as_str().expect("path"))))
+        .collect()
+}
+
+fn labels(exp: &serde_json::Value) -> Vec<String> {
+    exp["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|l| l.as_str().expect("label").to_string())
+        .collect()
+}
+
+#[test]
+fn logits_match_the_model_card_code_path() {
+    let exp = expected();
+    let model = model();
+    let scale_raw = exp["logit_scale_raw"].as_f64().expect("scale") as f32;
+    assert_eq!(model.logit_scale_raw(), Some(scale_raw));
+
+    let out = model.logits(&images(&exp), &labels(&exp)).expect("logits");
+    let logits = to_array2(out.logits_per_image.clone()).expect("host");
+    let d_logits = max_abs_diff(&logits, &matrix(&exp["logits_per_image"]));
+    let d_probs = max_abs_diff(&out.probs().expect("probs"), &matrix(&exp["probs"]));
+    let per_text = to_array2(out.logits_per_text).expect("host");
+    assert_eq!(
+        per_text,
+        logits.t().to_owned(),
+        "logits_per_text is the transpose"
+    );
+    println!("clip parity: logits max abs diff {d_logits:.2e}, probs {d_probs:.2e}");
+    assert!(d_logits <= 1e-4, "logits differ by {d_logits}");
+    assert!(d_probs <= 2e-5, "probs differ by {d_probs}");
+
+    let img = to_array2(model.encode_images(&images(&exp)).expect("img")).expect("host");
+    let txt = to_array2(model.encode_texts(&labels(&exp)).expect("txt")).expect("host");
+    let d_img = max_abs_diff(&img, &matrix(&exp["image_features"]));
+    let d_txt = max_abs_diff(&txt, &matrix(&exp["text_features"]));
+    println!("clip parity: image features {d_img:.2e}, text features {d_txt:.2e}");
+    assert!(d_img <= 2e-5 && d_txt <= 2e-5);
+}
+
+#[test]
+fn zero_shot_matches_labels_and_template_ensemble() {
+    let exp = expected();
+    let model = model();
+    let labels = labels(&exp);
+    let imgs = images(&exp);
+    // No template: the labels themselves, exactly the model card.
+    let plain = ZeroShotClassifier::new(&model, &labels, &[] as &[&str]).expect("classifier");
+    let feats = model.encode_images(&imgs).expect("features");
+    let (probs, _) = plain.probabilities(&model, feats.clone()).expect("probs");
+    let d = max_abs_diff(&to_array2(probs).expect("host"), &matrix(&exp["probs"]));
+    assert!(d <= 2e-5, "zero-shot probs differ by {d}");
+    // Ranked output: best first, probabilities summing to 1.
+    let ranked = plain.classify(&model, &imgs).expect("classify");
+    for row in &ranked {
+        assert!(row.windows(2).all(|w| w[0].probability >= w[1].probability));
+        let total: f32 = row.iter().map(|p| p.probability).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+    }
+
+    let templates: Vec<String> = exp["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .map(|t| t.as_str().expect("template").to_string())
+        .collect();
+    let ens = ZeroShotClassifier::new(&model, &labels, &templates).expect("ensemble");
+    let (probs, _) = ens.probabilities(&model, feats).expect("probs");
+    let d = max_abs_diff(
+        &to_array2(probs).expect("host"),
+        &matrix(&exp["ensemble_probs"]),
+    );
+    println!("zero-shot ensemble probs max abs diff {d:.2e}");
+    assert!(d <= 2e-5, "ensemble probs differ by {d}");
+}
+
+#[test]
+fn chunked_encoding_equals_one_batch() {
+    let exp = expected();
+    let paths = ModelPaths {
+        text_dir: root().join("fixtures/text/tiny"),
+        vision_file: root().join("fixtures/vision/open_clip_model.safetensors"),
+    };
+    let options = ClipOptions {
+        vision: VisionConfig::tiny(),
+        text_batch_size: 2,
+        image_batch_size: 1,
+        ..ClipOptions::default()
+    };
+    let chunked = ClipModel::<B>::load(&paths, &options, &Default::default()).expect("load");
+    let out = chunked
+        .logits(&images(&exp), &labels(&exp))
+        .expect("logits");
+    let d = max_abs_diff(
+        &to_array2(out.logits_per_image).expect("host"),
+        &matrix(&exp["logits_per_image"]),
+    );
+    assert!(d <= 1e-4, "chunked logits differ by {d}");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let model = model();
+    let none: [&str; 0] = [];
+    assert!(model.encode_texts(&none).is_err());
+    assert!(model.encode_images(&[]).is_err());
+    let missing = [ImageSource::from("/nonexistent/cat.jpg")];
+    let err = model.encode_images(&missing).expect_err("missing file");
+    assert!(err.to_string().contains("/nonexistent/cat.jpg"), "{err}");
+    let corrupt = [ImageSource::Bytes(b"\x89PNG\r\n\x1a\n garbage".to_vec())];
+    assert!(model.encode_images(&corrupt).is_err());
+    // A text far over 512 tokens is truncated, not a crash.
+    let long = "很长的句子".repeat(400);
+    assert_eq!(model.encode_texts(&[long]).expect("long").dims()[0], 1);
+    assert!(
+        ClipModel::<B>::from_paths(
+            "/nonexistent/text",
+            "/nonexistent/v.bin",
+            &Default::default()
+        )
+        .is_err()
+    );
+}
