@@ -1,0 +1,304 @@
+//! The `taiyi` binary on the tiny fixtures: every command as the README shows it, its output
+//! checked against the Python reference (fixtures/clip/expected.json), and its errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn taiyi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taiyi"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("TAIYI_TEXT_MODEL")
+        .env_remove("TAIYI_VISION_MODEL")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run taiyi")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = taiyi(args);
+    assert!(
+        out.status.success(),
+        "taiyi {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("taiyi-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    dir.join(name)
+}
+
+const TEXT: &str = "fixtures/text/tiny";
+const VISION: &str = "fixtures/vision/open_clip_pytorch_model.bin";
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/clip/expected.json")).expect("fixture"),
+    )
+    .expect("json")
+}
+
+#[test]
+fn tokenize_prints_json_lines() {
+    let out = ok(&[
+        "tokenize",
+        "--vocab",
+        "fixtures/tokenizer/vocab.txt",
+        "一只猫",
+        "a",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0]["ids"],
+        serde_json::json!([101, 671, 1372, 4344, 102])
+    );
+    assert_eq!(lines[1]["attention_mask"], serde_json::json!([1, 1, 1]));
+    let padded = ok(&[
+        "tokenize",
+        "--vocab",
+        "fixtures/tokenizer/vocab.txt",
+        "--pad",
+        "8",
+        "一只猫",
+        "a",
+    ]);
+    let row: serde_json::Value =
+        serde_json::from_str(padded.lines().nth(1).expect("row")).expect("json");
+    assert_eq!(
+        row["ids"],
+        serde_json::json!([101, 143, 102, 0, 0, 0, 0, 0])
+    );
+    assert_eq!(
+        row["attention_mask"],
+        serde_json::json!([1, 1, 1, 0, 0, 0, 0, 0])
+    );
+}
+
+#[test]
+fn zero_shot_json_matches_the_reference() {
+    let exp = expected();
+    let images: Vec<String> = exp["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|v| v.as_str().expect("path").to_string())
+        .collect();
+    let mut args = vec![
+        "zero-shot",
+        "--text-model",
+        TEXT,
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--json",
+        "--image",
+    ];
+    args.extend(images.iter().map(String::as_str)); // several paths after one --image
+    let labels: Vec<String> = exp["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|v| v.as_str().expect("label").to_string())
+        .collect();
+    args.extend(labels.iter().map(String::as_str));
+    let out: serde_json::Value = serde_json::from_str(&ok(&args)).expect("json");
+    let rows = out.as_array().expect("rows");
+    assert_eq!(rows.len(), images.len());
+    for (row, want) in rows.iter().zip(exp["probs"].as_array().expect("probs")) {
+        for (p, q) in row["probs"]
+            .as_array()
+            .expect("probs")
+            .iter()
+            .zip(want.as_array().expect("row"))
+        {
+            let (p, q) = (p.as_f64().expect("p"), q.as_f64().expect("q"));
+            assert!((p - q).abs() < 2e-5, "{p} vs {q}");
+        }
+    }
+    // The human table names every label.
+    let table = ok(&[
+        "zero-shot",
+        "--text-model",
+        TEXT,
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--image",
+        &images[0],
+        "一只猫",
+        "一只狗",
+    ]);
+    assert!(
+        table.contains("一只猫") && table.contains("一只狗"),
+        "{table}"
+    );
+}
+
+#[test]
+fn logits_json_matches_the_reference() {
+    let exp = expected();
+    let img = exp["images"][0].as_str().expect("image");
+    let out = ok(&[
+        "logits",
+        "--text-model",
+        TEXT,
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--json",
+        "--image",
+        img,
+        "--text",
+        "一只猫",
+        "--text",
+        "一只狗",
+        "--text",
+        "两只猫",
+        "--text",
+        "两只老虎",
+        "--text",
+        "一只老虎",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let got = v["logits_per_image"][0].as_array().expect("row");
+    let want = exp["logits_per_image"][0].as_array().expect("row");
+    for (a, b) in got.iter().zip(want) {
+        assert!((a.as_f64().expect("a") - b.as_f64().expect("b")).abs() < 1e-4);
+    }
+}
+
+fn read_npy_shape(path: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(path).expect("npy");
+    let header = String::from_utf8_lossy(&bytes[10..128]).to_string();
+    let shape = header
+        .split('(')
+        .nth(1)
+        .expect("shape")
+        .split(')')
+        .next()
+        .expect("shape");
+    shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().expect("dim"))
+        .collect()
+}
+
+#[test]
+fn embed_and_search_round_trip() {
+    let idx = tmp("index.npy");
+    let idx_s = idx.to_string_lossy().to_string();
+    ok(&[
+        "embed-image",
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--images-dir",
+        "fixtures/vision",
+        "--out",
+        &idx_s,
+    ]);
+    assert_eq!(read_npy_shape(&idx), vec![2, 16]);
+    let names = std::fs::read_to_string(format!("{idx_s}.names.txt")).expect("names");
+    assert_eq!(names.lines().count(), 2);
+    let txt = tmp("texts.npy");
+    let txt_s = txt.to_string_lossy().to_string();
+    ok(&[
+        "embed-text",
+        "--text-model",
+        TEXT,
+        "--mode",
+        "masked",
+        "--out",
+        &txt_s,
+        "一只猫",
+        "熊猫",
+    ]);
+    assert_eq!(read_npy_shape(&txt), vec![2, 16]);
+    let hits = ok(&[
+        "search",
+        "--text-model",
+        TEXT,
+        "--index",
+        &idx_s,
+        "--query",
+        "一只猫",
+        "--top-k",
+        "1",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&hits).expect("json");
+    assert_eq!(v.as_array().expect("hits").len(), 1);
+    let pre = tmp("pixels.npy");
+    let pre_s = pre.to_string_lossy().to_string();
+    ok(&[
+        "preprocess",
+        "fixtures/vision/gradient_300x200.png",
+        "--out",
+        &pre_s,
+    ]);
+    assert_eq!(read_npy_shape(&pre), vec![1, 3, 224, 224]);
+}
+
+#[test]
+fn errors_exit_nonzero_and_write_nothing() {
+    let out_path = tmp("never.npy");
+    let out_s = out_path.to_string_lossy().to_string();
+    let r = taiyi(&[
+        "preprocess",
+        "fixtures/vision/gradient_300x200.png",
+        "/nonexistent.png",
+        "--out",
+        &out_s,
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("/nonexistent.png"));
+    assert!(!out_path.exists(), "nothing half-written");
+    let r = taiyi(&[
+        "embed-text",
+        "--text-model",
+        "/nonexistent",
+        "--out",
+        &out_s,
+        "猫",
+    ]);
+    assert!(!r.status.success());
+    let r = taiyi(&["tokenize", "--vocab", "/nonexistent/vocab.txt", "猫"]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("/nonexistent/vocab.txt"));
+    let r = taiyi(&[
+        "--device",
+        "cuda:0",
+        "embed-text",
+        "--text-model",
+        TEXT,
+        "--out",
+        &out_s,
+        "猫",
+    ]);
+    assert!(!r.status.success(), "no CUDA in this build / machine");
+    let r = taiyi(&[
+        "--device",
+        "tpu",
+        "tokenize",
+        "--vocab",
+        "fixtures/tokenizer/vocab.txt",
+        "猫",
+    ]);
+    assert!(!r.status.success());
+}
