@@ -326,9 +326,13 @@ impl BertTokenizer {
 
     /// Loads a Hugging Face model directory: `vocab.txt` plus, when present,
     /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`, `tokenize_chinese_chars`,
-    /// `model_max_length` — absent, non-numeric-looking or absurd values (> 1e6, e.g. the
-    /// 1e30 sentinel) mean 512 — and special tokens) and `special_tokens_map.json`
+    /// `model_max_length` — absent or absurd values (> 1e6, e.g. transformers' 1e30 sentinel)
+    /// mean 512, a non-integer is an error — and special tokens) and `special_tokens_map.json`
     /// (special tokens; applied as transformers does when the config has no `added_tokens_decoder`).
+    ///
+    /// Errors: those of [`from_vocab_file`](Self::from_vocab_file) for `dir/vocab.txt`, plus
+    /// unreadable or invalid JSON config files and wrongly typed or unsupported keys
+    /// (`do_basic_tokenize: false`, extra added tokens, `lstrip`/`rstrip`/`single_word` specials).
     pub fn from_model_dir(dir: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let dir = dir.as_ref();
         let options = config::read_options(dir)?;
