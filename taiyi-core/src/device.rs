@@ -241,10 +241,10 @@ fn probe<B: Backend>(device: &B::Device) -> Result<(), String> {
     let device = device.clone();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(move || {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
         t.sum().into_scalar();
-    });
+    }));
     std::panic::set_hook(previous);
     outcome.map_err(|payload| {
         let msg = payload
