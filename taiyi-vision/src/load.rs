@@ -25,22 +25,10 @@ pub struct LoadedVision<B: Backend> {
     pub logit_scale: Option<f32>,
 }
 
-/// Key rewrites from open_clip to this module.
-///
-/// - The fused attention projection is a plain tensor pair in PyTorch; here it is a `Linear`
-///   (so the layout adapter transposes the weight).
-/// - LayerNorm `weight`/`bias` are renamed to burn's `gamma`/`beta` here rather than by the
-///   layout adapter: burn-store 0.21 finds them under the adapter's alternative name but then
-///   still lists the PyTorch names as unused, which strict loading rejects.
+/// The fused attention projection is a plain tensor pair in PyTorch; here it is a `Linear`
+/// (so the layout adapter transposes the weight). LayerNorm `weight`/`bias` are matched to
+/// burn's `gamma`/`beta` by the store's layout adapter.
 const REMAP: &[(&str, &str)] = &[
-    (
-        r"^(ln_pre|ln_post|transformer\.resblocks\.\d+\.ln_[12])\.weight$",
-        "${1}.gamma",
-    ),
-    (
-        r"^(ln_pre|ln_post|transformer\.resblocks\.\d+\.ln_[12])\.bias$",
-        "${1}.beta",
-    ),
     (
         r"^(transformer\.resblocks\.\d+\.attn)\.in_proj_weight$",
         "${1}.in_proj.weight",

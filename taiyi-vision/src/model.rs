@@ -3,14 +3,14 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::Tensor;
 
-use crate::config::{Activation, VisionConfig};
 use crate::VisionError;
+use crate::config::{Activation, VisionConfig};
 
 /// How the attention scores `softmax(q kᵀ / √d) v` are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,7 +163,10 @@ pub struct VisionTransformer<B: Backend> {
 impl VisionConfig {
     /// Build a [`VisionTransformer`] with lazily initialised random weights (the initialiser of
     /// a parameter that is then loaded from a checkpoint never runs).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<VisionTransformer<B>, VisionError> {
+    pub fn init<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<VisionTransformer<B>, VisionError> {
         self.validate()?;
         let w = self.width;
         let std = (w as f64).powf(-0.5);
@@ -252,7 +255,10 @@ impl<B: Backend> VisionTransformer<B> {
         }
         // ln_post is per token, so normalising only the class tokens equals open_clip's
         // `ln_post(x)[:, 0]`.
-        let cls = x.reshape([batch, tokens, width]).narrow(1, 0, 1).reshape([batch, width]);
+        let cls = x
+            .reshape([batch, tokens, width])
+            .narrow(1, 0, 1)
+            .reshape([batch, width]);
         self.ln_post.forward(cls).matmul(self.proj.val())
     }
 

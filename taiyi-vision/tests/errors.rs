@@ -38,7 +38,11 @@ fn edited(
 
 #[test]
 fn missing_tensor_is_named() {
-    for key in ["visual.ln_post.bias", "visual.transformer.resblocks.1.attn.in_proj_weight", "visual.proj"] {
+    for key in [
+        "visual.ln_post.bias",
+        "visual.transformer.resblocks.1.attn.in_proj_weight",
+        "visual.proj",
+    ] {
         let path = edited("missing", |rows| rows.retain(|r| r.0 != key));
         let err = load_err(&path);
         let msg = err.to_string();
@@ -103,8 +107,20 @@ fn text_tower_extras_are_ignored() {
 #[test]
 fn config_mismatch_is_a_shape_error_naming_the_key() {
     let cases = [
-        (VisionConfig { output_dim: 8, ..VisionConfig::tiny() }, "proj"),
-        (VisionConfig { patch_size: 16, ..VisionConfig::tiny() }, "conv1.weight"),
+        (
+            VisionConfig {
+                output_dim: 8,
+                ..VisionConfig::tiny()
+            },
+            "proj",
+        ),
+        (
+            VisionConfig {
+                patch_size: 16,
+                ..VisionConfig::tiny()
+            },
+            "conv1.weight",
+        ),
         (VisionConfig::tiny().with_mlp_ratio(2.0), "mlp.c_fc"),
     ];
     for (config, key) in cases {
@@ -139,14 +155,29 @@ fn wrong_and_unreadable_files_are_errors() {
     for name in ["image.bin", "image.safetensors"] {
         std::fs::write(dir.join(name), &png).unwrap();
         let err = load_err(&dir.join(name));
-        assert!(matches!(err, VisionError::Store(StoreError::Pytorch { .. } | StoreError::Safetensors { .. })), "{name}: {err}");
+        assert!(
+            matches!(
+                err,
+                VisionError::Store(StoreError::Pytorch { .. } | StoreError::Safetensors { .. })
+            ),
+            "{name}: {err}"
+        );
         assert!(err.to_string().contains(name), "{err}");
     }
     // Unknown extension, missing file, a directory, an empty file.
     std::fs::write(dir.join("weights.txt"), b"hello").unwrap();
-    assert!(matches!(load_err(&dir.join("weights.txt")), VisionError::Store(StoreError::UnsupportedFormat { .. })));
-    assert!(matches!(load_err(&dir.join("nope.bin")), VisionError::Store(StoreError::Io { .. })));
-    assert!(matches!(load_err(&dir), VisionError::Store(StoreError::Io { .. })));
+    assert!(matches!(
+        load_err(&dir.join("weights.txt")),
+        VisionError::Store(StoreError::UnsupportedFormat { .. })
+    ));
+    assert!(matches!(
+        load_err(&dir.join("nope.bin")),
+        VisionError::Store(StoreError::Io { .. })
+    ));
+    assert!(matches!(
+        load_err(&dir),
+        VisionError::Store(StoreError::Io { .. })
+    ));
     std::fs::write(dir.join("empty.safetensors"), b"").unwrap();
     let _ = load_err(&dir.join("empty.safetensors"));
 }
@@ -154,13 +185,20 @@ fn wrong_and_unreadable_files_are_errors() {
 #[test]
 fn truncated_files_are_errors() {
     let dir = scratch("truncated");
-    for name in ["open_clip_pytorch_model.bin", "open_clip_model.safetensors", "fp16.bin"] {
+    for name in [
+        "open_clip_pytorch_model.bin",
+        "open_clip_model.safetensors",
+        "fp16.bin",
+    ] {
         let bytes = std::fs::read(fixture(name)).unwrap();
         for keep in [bytes.len() / 2, bytes.len() - 100, 64] {
             let path = dir.join(name);
             std::fs::write(&path, &bytes[..keep]).unwrap();
             let err = load_err(&path);
-            assert!(err.to_string().contains(name), "{name} cut at {keep}: {err}");
+            assert!(
+                err.to_string().contains(name),
+                "{name} cut at {keep}: {err}"
+            );
         }
     }
 }
@@ -174,13 +212,18 @@ fn corrupt_tensor_bytes_are_an_error() {
     bytes[0..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
     let path = dir.join("open_clip_model.safetensors");
     std::fs::write(&path, &bytes).unwrap();
-    assert!(matches!(load_err(&path), VisionError::Store(StoreError::Safetensors { .. })));
+    assert!(matches!(
+        load_err(&path),
+        VisionError::Store(StoreError::Safetensors { .. })
+    ));
 }
 
 #[test]
 fn checkpoint_without_image_tower_is_rejected() {
     // The text tower alone (what is left of a full checkpoint without visual.*).
-    let path = edited("no-visual", |rows| rows.retain(|r| !r.0.starts_with("visual.")));
+    let path = edited("no-visual", |rows| {
+        rows.retain(|r| !r.0.starts_with("visual."))
+    });
     let err = load_err(&path);
     assert!(matches!(err, VisionError::NoVisualTower { .. }), "{err}");
     // A Hugging Face CLIPModel layout gets a hint.
@@ -207,13 +250,28 @@ fn bad_logit_scale_is_an_error() {
 fn invalid_configs_are_rejected() {
     let device = Default::default();
     for config in [
-        VisionConfig { heads: 5, ..VisionConfig::tiny() },
-        VisionConfig { patch_size: 0, ..VisionConfig::tiny() },
-        VisionConfig { patch_size: 300, ..VisionConfig::tiny() },
-        VisionConfig { layers: 0, ..VisionConfig::tiny() },
+        VisionConfig {
+            heads: 5,
+            ..VisionConfig::tiny()
+        },
+        VisionConfig {
+            patch_size: 0,
+            ..VisionConfig::tiny()
+        },
+        VisionConfig {
+            patch_size: 300,
+            ..VisionConfig::tiny()
+        },
+        VisionConfig {
+            layers: 0,
+            ..VisionConfig::tiny()
+        },
         VisionConfig::tiny().with_layer_norm_eps(0.0),
     ] {
-        assert!(matches!(config.init::<B>(&device), Err(VisionError::Config { .. })), "{config:?}");
+        assert!(
+            matches!(config.init::<B>(&device), Err(VisionError::Config { .. })),
+            "{config:?}"
+        );
         assert!(matches!(
             load(&fixture("open_clip_model.safetensors"), &config),
             Err(VisionError::Config { .. })
@@ -238,7 +296,10 @@ fn parameters_are_lazy_until_loaded() {
     // The random initialiser of a parameter that gets loaded must never run (load time and
     // peak memory of the 2.5 GB tower depend on it).
     let model = VisionConfig::tiny().init::<B>(&Default::default()).unwrap();
-    let mut count = CountInit { initialized: 0, total: 0 };
+    let mut count = CountInit {
+        initialized: 0,
+        total: 0,
+    };
     model.visit(&mut count);
     assert_eq!(count.total, 4 + 2 + 2 * 12 + 2);
     assert_eq!(count.initialized, 0, "parameters initialised eagerly");

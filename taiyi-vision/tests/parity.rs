@@ -26,7 +26,11 @@ fn stored_logit_scale() -> f32 {
 
 #[test]
 fn full_bin_matches_open_clip() {
-    check("open_clip_pytorch_model.bin", "features", AttentionKernel::Matmul);
+    check(
+        "open_clip_pytorch_model.bin",
+        "features",
+        AttentionKernel::Matmul,
+    );
     let loaded = VisionTransformer::<B>::load_open_clip(
         fixture("open_clip_pytorch_model.bin"),
         &VisionConfig::tiny(),
@@ -38,12 +42,20 @@ fn full_bin_matches_open_clip() {
 
 #[test]
 fn full_safetensors_matches_open_clip() {
-    check("open_clip_model.safetensors", "features", AttentionKernel::Matmul);
+    check(
+        "open_clip_model.safetensors",
+        "features",
+        AttentionKernel::Matmul,
+    );
 }
 
 #[test]
 fn fused_attention_kernel_matches_open_clip() {
-    check("open_clip_model.safetensors", "features", AttentionKernel::Fused);
+    check(
+        "open_clip_model.safetensors",
+        "features",
+        AttentionKernel::Fused,
+    );
 }
 
 #[test]
@@ -60,7 +72,11 @@ fn visual_only_state_dict_matches_and_has_no_logit_scale() {
 
 #[test]
 fn training_checkpoint_with_state_dict_and_module_wrappers_matches() {
-    check("training_checkpoint.pt", "features", AttentionKernel::Matmul);
+    check(
+        "training_checkpoint.pt",
+        "features",
+        AttentionKernel::Matmul,
+    );
 }
 
 #[test]
@@ -70,7 +86,11 @@ fn fp16_checkpoint_is_widened_and_matches() {
     // further away, so the test really compares against the f16 weights.
     let (a, _) = expected("features");
     let (b, _) = expected("features_fp16");
-    let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let gap = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     assert!(gap > 10.0 * TOL, "fixture sanity: fp16 gap {gap}");
 }
 
@@ -103,9 +123,7 @@ fn quick_gelu_variant_matches_open_clip() {
         &device,
     )
     .unwrap();
-    let other = gelu
-        .model
-        .forward(expected_tensor("quickgelu_pixels"));
+    let other = gelu.model.forward(expected_tensor("quickgelu_pixels"));
     assert!(max_abs_diff(other, "quickgelu_features") > 100.0 * TOL);
 }
 
@@ -134,7 +152,12 @@ fn batch_items_are_independent() {
 fn try_forward_rejects_wrong_shapes() {
     let device = Default::default();
     let model = VisionConfig::tiny().init::<B>(&device).unwrap();
-    for dims in [[1, 3, 223, 224], [1, 1, 224, 224], [0, 3, 224, 224], [2, 3, 224, 112]] {
+    for dims in [
+        [1, 3, 223, 224],
+        [1, 1, 224, 224],
+        [0, 3, 224, 224],
+        [2, 3, 224, 112],
+    ] {
         let x = burn::tensor::Tensor::<B, 4>::zeros(dims, &device);
         let err = model.try_forward(x).unwrap_err();
         assert!(
@@ -142,5 +165,34 @@ fn try_forward_rejects_wrong_shapes() {
             "{dims:?}: {err}"
         );
         assert!(err.to_string().contains("224"), "{err}");
+    }
+}
+
+#[test]
+fn end_to_end_from_png_matches_open_clip() {
+    // Image file -> taiyi-preprocess (pixel-exact open_clip transform) -> image tower, against
+    // open_clip's encode_image(preprocess(Image.open(file))).
+    let device = Default::default();
+    let model = VisionTransformer::<B>::load_open_clip(
+        fixture("open_clip_model.safetensors"),
+        &VisionConfig::tiny(),
+        &device,
+    )
+    .unwrap()
+    .model;
+    let transform = taiyi_preprocess::ImageTransform::open_clip_vit_h_14();
+    for (name, file) in [
+        ("gradient", "gradient_300x200.png"),
+        ("waves", "waves_grey_100x150.png"),
+    ] {
+        let pixels = transform.apply_path(fixture(file)).unwrap();
+        let pixels = burn::tensor::Tensor::<B, 4>::from_data(
+            burn::tensor::TensorData::new(pixels, [1, 3, 224, 224]),
+            &device,
+        );
+        let out = model.try_forward(pixels).unwrap();
+        let diff = max_abs_diff(out, &format!("image_{name}_features"));
+        println!("{file}: end-to-end max abs diff {diff:e}");
+        assert!(diff <= TOL, "{file}: max abs diff {diff}");
     }
 }
