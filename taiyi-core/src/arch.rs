@@ -89,7 +89,7 @@ pub fn vision_config_from_open_clip_json(json: &str) -> Result<VisionConfig, Cli
             ));
         }
     }
-    if v.head_width == 0 || v.width % v.head_width != 0 {
+    if v.head_width == 0 || !v.width.is_multiple_of(v.head_width) {
         return Err(bad(
             "<json>",
             format!(
