@@ -108,7 +108,7 @@ impl VisionConfig {
                 self.patch_size, self.image_size
             ));
         }
-        if self.width == 0 || self.heads == 0 || self.width % self.heads != 0 {
+        if self.width == 0 || self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return bad(format!(
                 "width {} must be a positive multiple of heads {}",
                 self.width, self.heads
