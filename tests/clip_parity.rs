@@ -8,6 +8,9 @@
 //! (scaled by exp(logit_scale) ≈ 18) to ~2e-5. We allow 1e-4 on logits and 2e-5 on
 //! probabilities and features; a mis-loaded tensor or a wrong padding rule moves them by 1e-2 or more.
 
+// Tests fail loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;

@@ -1,6 +1,9 @@
 //! The `taiyi` binary on the tiny fixtures: every command as the README shows it, its output
 //! checked against the Python reference (fixtures/clip/expected.json), and its errors.
 
+// Tests fail loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -23,6 +23,9 @@ pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     x / norm
 }
 
+/// Token ids and attention mask, both `[n, seq]`.
+pub type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
+
 /// Tokenizer + BERT text tower: Chinese texts in, 1024-d features out.
 ///
 /// The features are the BERT pooler output (Taiyi has no text projection). How texts are
@@ -95,10 +98,7 @@ impl<B: Backend> TextEncoder<B> {
 
     /// Token ids and attention mask for `texts` as the mode pads them: `[n, seq]` each.
     /// Texts longer than the model's 512 positions are truncated, keeping `[SEP]` last.
-    pub fn tokenize<S: AsRef<str> + Sync>(
-        &self,
-        texts: &[S],
-    ) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), ClipError> {
+    pub fn tokenize<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<TokenBatch<B>, ClipError> {
         let padding = match self.mode.pad_to() {
             Some(n) => Padding::Fixed(n),
             None => Padding::Longest,

@@ -44,7 +44,8 @@ mod zeroshot;
 pub use device::CpuBackend;
 pub use device::{BackendTask, DeviceSpec, Precision};
 pub use encoders::{
-    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, ImageEncoder, ImageSource, TextEncoder, l2_normalize,
+    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, ImageEncoder, ImageSource, TextEncoder, TokenBatch,
+    l2_normalize,
 };
 pub use error::ClipError;
 pub use hub::{HubOptions, ModelPaths};

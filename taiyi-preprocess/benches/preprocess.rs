@@ -17,7 +17,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use taiyi_preprocess::transform::{ImageInput, ImageTransform};
 
 fn input(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/image/inputs").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/image/inputs")
+        .join(name)
 }
 
 fn bench(c: &mut Criterion) {
@@ -30,14 +32,18 @@ fn bench(c: &mut Criterion) {
         }
         let mut g = c.benchmark_group("single");
         g.throughput(Throughput::Elements(1));
-        g.bench_function(name, |b| b.iter(|| black_box(t.apply_path(black_box(&path)))));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(t.apply_path(black_box(&path))))
+        });
         g.finish();
 
         let paths = vec![path.clone(); 16];
         let inputs: Vec<ImageInput<'_>> = paths.iter().map(ImageInput::from).collect();
         let mut g = c.benchmark_group("batch16");
         g.throughput(Throughput::Elements(16));
-        g.bench_function(name, |b| b.iter(|| black_box(t.apply_batch(black_box(&inputs)))));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(t.apply_batch(black_box(&inputs))))
+        });
         g.finish();
     }
 }

@@ -1,6 +1,9 @@
 //! Strict loading through `taiyi-store`, on safetensors files written here in the PyTorch
 //! layout (Linear weights `[out, in]`, LayerNorm `weight`/`bias`).
 
+// Tests fail loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
