@@ -203,3 +203,86 @@ pub fn resolve_vision_file(
         None => hub.vision_file(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Lay out `files` of `repo` as the hub clients cache them:
+    /// `models--org--name/refs/main` → commit, `snapshots/<commit>/<file>`.
+    fn cache_repo(cache: &Path, repo: &str, files: &[&str]) -> PathBuf {
+        let base = cache.join(format!("models--{}", repo.replace('/', "--")));
+        let snap = base.join("snapshots").join("0123456789abcdef");
+        std::fs::create_dir_all(&snap).expect("snapshot dir");
+        std::fs::create_dir_all(base.join("refs")).expect("refs dir");
+        std::fs::write(base.join("refs/main"), "0123456789abcdef").expect("ref");
+        for f in files {
+            std::fs::write(snap.join(f), b"x").expect("file");
+        }
+        snap
+    }
+
+    #[test]
+    fn offline_resolution_reads_the_standard_cache_layout() -> Result<(), ClipError> {
+        let cache = std::env::temp_dir().join(format!("taiyi-hub-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let hub = HubOptions {
+            cache_dir: cache.clone(),
+            offline: true,
+            progress: false,
+        };
+        // Nothing cached and offline: an error naming the repository, never a download.
+        assert!(matches!(
+            hub.vision_file(),
+            Err(ClipError::NotOnHub { offline: true, .. })
+        ));
+        let text = cache_repo(
+            &cache,
+            TEXT_REPO,
+            &[
+                "config.json",
+                "vocab.txt",
+                "tokenizer_config.json",
+                "pytorch_model.bin",
+            ],
+        );
+        assert_eq!(hub.text_dir()?, text);
+        // Only the pickle cached: safetensors preferred but the .bin is the fallback.
+        let vision = cache_repo(&cache, VISION_REPO, &["open_clip_pytorch_model.bin"]);
+        assert_eq!(
+            hub.vision_file()?,
+            vision.join("open_clip_pytorch_model.bin")
+        );
+        std::fs::write(vision.join("open_clip_model.safetensors"), b"x").expect("file");
+        assert_eq!(
+            hub.vision_file()?,
+            vision.join("open_clip_model.safetensors")
+        );
+        // Explicit paths win over everything.
+        let explicit = Path::new("/somewhere/text");
+        assert_eq!(resolve_text_dir(Some(explicit), &hub)?, explicit);
+        // A vision directory is searched for the published names.
+        assert_eq!(
+            resolve_vision_file(Some(&vision), &hub)?,
+            vision.join("open_clip_model.safetensors")
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_required_text_file_is_an_error() {
+        let cache = std::env::temp_dir().join(format!("taiyi-hub-req-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        cache_repo(&cache, TEXT_REPO, &["pytorch_model.bin", "config.json"]);
+        let hub = HubOptions {
+            cache_dir: cache.clone(),
+            offline: true,
+            progress: false,
+        };
+        let err = hub.text_dir().expect_err("vocab.txt missing");
+        assert!(err.to_string().contains("vocab.txt"), "{err}");
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+}
