@@ -198,3 +198,87 @@ fn bad_inputs_are_errors() {
         .is_err()
     );
 }
+
+/// Shape buckets (padding texts to multiples of 16 tokens, batches to powers of two) change no
+/// result: masked padding contributes exactly zero attention and batch rows are independent.
+/// The only differences are gemm summation orders for other shapes (f32 rounding, ~1e-7);
+/// 1e-6 on normalised features catches any leak of padding (which moves features by ≥ 1e-2).
+/// In masked mode texts are also regrouped by length across chunks; rows come back in order.
+#[test]
+fn shape_buckets_change_no_result() {
+    use taiyi_core::{ShapeBuckets, TextMode};
+    let exp = expected();
+    let texts = [
+        "一只猫",
+        "两只老虎在草地上奔跑，阳光很好",
+        "狗",
+        "海边的日落，天空是橙色的，远处有一艘小船",
+        "一张照片",
+    ];
+    let load = |buckets: ShapeBuckets, mode: TextMode, text_batch: usize| {
+        let paths = ModelPaths {
+            text_dir: root().join("fixtures/text/tiny"),
+            vision_file: root().join("fixtures/vision/open_clip_model.safetensors"),
+        };
+        let options = ClipOptions {
+            vision: VisionConfig::tiny(),
+            text_mode: mode,
+            text_batch_size: text_batch,
+            image_batch_size: 4,
+            buckets,
+        };
+        ClipModel::<B>::load(&paths, &options, &Default::default()).expect("load")
+    };
+    for mode in [TextMode::Masked, TextMode::ModelCard, TextMode::Fixed77] {
+        // Reference: one batch of everything, no buckets.
+        let plain = load(ShapeBuckets::NONE, mode, 64);
+        let want = to_array2(plain.encode_texts(&texts).expect("texts")).expect("host");
+        for batch in [2, 3, 64] {
+            let bucketed = load(ShapeBuckets::GPU, mode, batch);
+            let got = to_array2(bucketed.encode_texts(&texts).expect("texts")).expect("host");
+            let d = max_abs_diff(
+                &got,
+                &want.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+            );
+            println!("{mode} text batch {batch}, buckets vs none: max abs diff {d:.2e}");
+            assert!(
+                d <= 1e-6,
+                "{mode} batch {batch}: buckets changed features by {d}"
+            );
+        }
+    }
+    // Images: 3 images in a batch of 4 run padded with a zero image.
+    let plain = load(ShapeBuckets::NONE, TextMode::Masked, 64);
+    let bucketed = load(ShapeBuckets::GPU, TextMode::Masked, 64);
+    let imgs = images(&exp);
+    let want = to_array2(plain.encode_images(&imgs).expect("images")).expect("host");
+    let got = to_array2(bucketed.encode_images(&imgs).expect("images")).expect("host");
+    let d = max_abs_diff(
+        &got,
+        &want.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+    );
+    println!("images, buckets vs none: max abs diff {d:.2e}");
+    assert!(d <= 1e-6, "buckets changed image features by {d}");
+}
+
+/// Warm-up runs every bucket shape and leaves results unchanged.
+#[test]
+fn warm_up_runs_every_bucket() {
+    use taiyi_core::{ShapeBuckets, TextMode};
+    let paths = ModelPaths {
+        text_dir: root().join("fixtures/text/tiny"),
+        vision_file: root().join("fixtures/vision/open_clip_model.safetensors"),
+    };
+    let options = ClipOptions {
+        vision: VisionConfig::tiny(),
+        text_mode: TextMode::Masked,
+        text_batch_size: 4,
+        image_batch_size: 4,
+        buckets: ShapeBuckets::GPU,
+    };
+    let model = ClipModel::<B>::load(&paths, &options, &Default::default()).expect("load");
+    let report = model.warm_up(40).expect("warm-up");
+    // Lengths 16, 32, 40 (capped) x batches 1, 2, 4; images: batches 1, 2, 4.
+    assert_eq!(report.text_passes, 9);
+    assert_eq!(report.image_passes, 3);
+}

@@ -14,11 +14,13 @@ use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::retrieval::EmbeddingIndex;
 use taiyi_core::{
     BackendTask, CHINESE_TEMPLATES, ClipError, ClipModel, ClipOptions, DeviceSpec, ImageEncoder,
-    ImageSource, ModelPaths, Precision, TextEncoder, TextMode, ZeroShotClassifier, l2_normalize,
-    npy, to_array2, to_vec,
+    ImageSource, ModelPaths, Precision, ShapeBuckets, TextEncoder, TextMode, ZeroShotClassifier,
+    l2_normalize, npy, to_array2, to_vec,
 };
 use taiyi_preprocess::tokenizer::{BertTokenizer, Padding, Truncation};
 use taiyi_preprocess::transform::{ImageInput, ImageTransform};
+
+mod bench;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +35,14 @@ struct Cli {
     /// Precision of the towers: f32, f16 or bf16 (GPU backends only for f16/bf16).
     #[arg(long, global = true, default_value = "f32")]
     precision: String,
+    /// Before the work, run the towers on every shape bucket (texts up to 64 tokens) so that
+    /// GPU kernels are compiled and tuned up front.
+    #[arg(long, global = true)]
+    warm_up: bool,
+    /// Run every shape as it comes: no padding of masked-mode texts to multiples of 16 tokens
+    /// and of batches to powers of two (the GPU default; the CPU never pads).
+    #[arg(long, global = true)]
+    no_buckets: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +63,8 @@ enum Command {
     Logits(LogitsArgs),
     /// Search an embedded image collection (from embed-image) with a Chinese text query.
     Search(SearchArgs),
+    /// Time the towers on --device/--precision (random full-size weights by default).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -130,9 +142,11 @@ struct TextModelArgs {
     /// Text mode: card (pad to longest, no mask: the model card), fixed77, masked.
     #[arg(long, value_enum, default_value = "card")]
     mode: ModeArg,
-    /// Texts per forward pass.
-    #[arg(long, default_value_t = taiyi_core::DEFAULT_TEXT_BATCH)]
-    text_batch_size: usize,
+    /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
+    #[arg(long)]
+    text_batch_size: Option<usize>,
+    #[arg(skip)]
+    run: RunOptions,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -144,9 +158,47 @@ struct VisionModelArgs {
     /// with -quickgelu) or an open_clip model-config JSON file.
     #[arg(long, default_value = "ViT-H-14", value_name = "NAME|FILE.json")]
     vision_arch: String,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = taiyi_core::DEFAULT_IMAGE_BATCH)]
-    image_batch_size: usize,
+    /// Images per forward pass [default: 8 on cpu, 64 on GPUs].
+    #[arg(long)]
+    image_batch_size: Option<usize>,
+    #[arg(skip)]
+    run: RunOptions,
+}
+
+/// What the global flags say about running the towers, handed to the model arguments.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunOptions {
+    device: DeviceSpec,
+    warm_up: bool,
+    no_buckets: bool,
+}
+
+/// Texts of up to this many tokens are covered by `--warm-up`.
+const WARM_UP_TOKENS: usize = 64;
+
+impl RunOptions {
+    /// Batch sizes and shape buckets for the device, with the user's batch sizes.
+    fn options(&self, text_batch: Option<usize>, image_batch: Option<usize>) -> ClipOptions {
+        let defaults = ClipOptions::for_device(self.device);
+        ClipOptions {
+            text_batch_size: text_batch.unwrap_or(defaults.text_batch_size),
+            image_batch_size: image_batch.unwrap_or(defaults.image_batch_size),
+            buckets: if self.no_buckets {
+                ShapeBuckets::NONE
+            } else {
+                defaults.buckets
+            },
+            ..defaults
+        }
+    }
+}
+
+/// Report a warm-up on stderr.
+fn warmed_up(what: &str, passes: usize, start: std::time::Instant) {
+    eprintln!(
+        "warm-up: {passes} {what} pass(es) in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -300,7 +352,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), CliError> {
     let device: DeviceSpec = cli.device.parse()?;
     let precision: Precision = cli.precision.parse()?;
-    match cli.command {
+    let opts = RunOptions {
+        device,
+        warm_up: cli.warm_up,
+        no_buckets: cli.no_buckets,
+    };
+    let mut command = cli.command;
+    match &mut command {
+        Command::EmbedText(a) => a.model.run = opts,
+        Command::EmbedImage(a) => a.model.run = opts,
+        Command::ZeroShot(a) => (a.text.run, a.vision.run) = (opts, opts),
+        Command::Logits(a) => (a.text.run, a.vision.run) = (opts, opts),
+        Command::Search(a) => a.text.run = opts,
+        Command::Tokenize(_) | Command::Preprocess(_) | Command::Bench(_) => {}
+    }
+    match command {
         Command::Tokenize(a) => tokenize(a),
         Command::Preprocess(a) => preprocess(a),
         Command::EmbedText(a) => device.run(precision, a),
@@ -308,6 +374,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::ZeroShot(a) => device.run(precision, a),
         Command::Logits(a) => device.run(precision, a),
         Command::Search(a) => device.run(precision, a),
+        Command::Bench(a) => device.run(precision, a),
     }
 }
 
@@ -394,9 +461,16 @@ fn text_encoder<B: Backend>(
     device: &B::Device,
 ) -> Result<TextEncoder<B>, CliError> {
     let dir = hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?;
-    Ok(TextEncoder::from_dir(&dir, device)?
+    let options = a.run.options(a.text_batch_size, None);
+    let enc = TextEncoder::from_dir(&dir, device)?
         .with_mode(a.mode.into())
-        .with_batch_size(a.text_batch_size))
+        .with_batch_size(options.text_batch_size)
+        .with_buckets(options.buckets);
+    if a.run.warm_up {
+        let start = std::time::Instant::now();
+        warmed_up("text", enc.warm_up(WARM_UP_TOKENS)?, start);
+    }
+    Ok(enc)
 }
 
 fn image_encoder<B: Backend>(
@@ -406,7 +480,15 @@ fn image_encoder<B: Backend>(
     let file = hub::resolve_vision_file(a.vision_model.as_deref(), &HubOptions::from_env())?;
     let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
     let (enc, scale) = ImageEncoder::from_file(&file, &config, device)?;
-    Ok((enc.with_batch_size(a.image_batch_size), scale, file))
+    let options = a.run.options(None, a.image_batch_size);
+    let enc = enc
+        .with_batch_size(options.image_batch_size)
+        .with_buckets(options.buckets);
+    if a.run.warm_up {
+        let start = std::time::Instant::now();
+        warmed_up("image", enc.warm_up()?, start);
+    }
+    Ok((enc, scale, file))
 }
 
 fn clip_model<B: Backend>(
@@ -419,10 +501,19 @@ fn clip_model<B: Backend>(
     let options = ClipOptions {
         vision: taiyi_core::arch::vision_config(&v.vision_arch)?,
         text_mode: t.mode.into(),
-        text_batch_size: t.text_batch_size,
-        image_batch_size: v.image_batch_size,
+        ..t.run.options(t.text_batch_size, v.image_batch_size)
     };
-    Ok(ClipModel::load(&paths, &options, device)?)
+    let model = ClipModel::load(&paths, &options, device)?;
+    if t.run.warm_up {
+        let start = std::time::Instant::now();
+        let report = model.warm_up(WARM_UP_TOKENS)?;
+        warmed_up(
+            "text + image",
+            report.text_passes + report.image_passes,
+            start,
+        );
+    }
+    Ok(model)
 }
 
 /// Positional arguments that name existing files after `--image a.jpg b.jpg …` are images too.

@@ -122,6 +122,10 @@ impl DeviceSpec {
     /// Errors when the backend was not compiled in, when the precision is not offered by it,
     /// or when the device cannot be opened.
     pub fn run<T: BackendTask>(self, precision: Precision, task: T) -> Result<T::Output, T::Error> {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if self != DeviceSpec::Cpu {
+            configure_kernel_cache();
+        }
         match self {
             DeviceSpec::Cpu => self.run_cpu(precision, task),
             DeviceSpec::Wgpu(index) => self.run_wgpu(index, precision, task),
@@ -176,10 +180,9 @@ impl DeviceSpec {
             None => WgpuDevice::DefaultDevice,
             Some(n) => WgpuDevice::DiscreteGpu(n),
         };
-        probe::<Wgpu>(&device).map_err(|reason| self.unsupported(precision, &reason).into())?;
         match precision {
-            Precision::F32 => task.run::<Wgpu<f32>>(device),
-            Precision::F16 => task.run::<Wgpu<burn::tensor::f16>>(device),
+            Precision::F32 => self.open::<Wgpu<f32>, T>(precision, device, task),
+            Precision::F16 => self.open::<Wgpu<burn::tensor::f16>, T>(precision, device, task),
             Precision::Bf16 => Err(self
                 .unsupported(precision, "wgpu has no bf16 support; use f16 or f32")
                 .into()),
@@ -209,13 +212,27 @@ impl DeviceSpec {
         task: T,
     ) -> Result<T::Output, T::Error> {
         use burn::backend::cuda::{Cuda, CudaDevice};
+        cuda_driver(index).map_err(|reason| self.unsupported(precision, &reason))?;
         let device = CudaDevice::new(index);
-        probe::<Cuda>(&device).map_err(|reason| self.unsupported(precision, &reason).into())?;
         match precision {
-            Precision::F32 => task.run::<Cuda<f32>>(device),
-            Precision::F16 => task.run::<Cuda<burn::tensor::f16>>(device),
-            Precision::Bf16 => task.run::<Cuda<burn::tensor::bf16>>(device),
+            Precision::F32 => self.open::<Cuda<f32>, T>(precision, device, task),
+            Precision::F16 => self.open::<Cuda<burn::tensor::f16>, T>(precision, device, task),
+            Precision::Bf16 => self.open::<Cuda<burn::tensor::bf16>, T>(precision, device, task),
         }
+    }
+
+    /// Open `device` for backend `B` (the backend of the requested precision, so that the
+    /// device's default float dtype — which burn fixes on first use, per device and not per
+    /// backend type — is `B`'s), then run the task.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn open<B: Backend, T: BackendTask>(
+        self,
+        precision: Precision,
+        device: B::Device,
+        task: T,
+    ) -> Result<T::Output, T::Error> {
+        probe::<B>(&device).map_err(|reason| self.unsupported(precision, &reason))?;
+        task.run::<B>(device)
     }
 
     #[cfg(not(feature = "cuda"))]
@@ -234,26 +251,107 @@ impl DeviceSpec {
     }
 }
 
+/// Where taiyi keeps the GPU backends' autotune results and compiled kernels:
+/// `$TAIYI_CACHE_DIR`, else `taiyi` in the user cache directory (`$XDG_CACHE_HOME` or
+/// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows), else
+/// `.taiyi-cache` in the working directory.
+pub fn cache_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("TAIYI_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let user_cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
+            let home = std::path::PathBuf::from(home);
+            Some(if cfg!(target_os = "macos") {
+                home.join("Library/Caches")
+            } else {
+                home.join(".cache")
+            })
+        })
+        .or_else(|| std::env::var_os("LOCALAPPDATA").map(std::path::PathBuf::from));
+    user_cache.map_or_else(|| ".taiyi-cache".into(), |d| d.join("taiyi"))
+}
+
+/// Point CubeCL's autotune and kernel caches at [`cache_dir`] (CubeCL's own default is the
+/// `target/` folder of any Cargo project above the working directory, so the cache moved with
+/// the directory a command ran from). Keeps everything else of CubeCL's configuration
+/// (`cubecl.toml`, `CUBECL_*` variables); does nothing when the configuration was already
+/// fixed by an earlier use of a GPU backend in this process.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn configure_kernel_cache() {
+    use burn::cubecl::config::cache::CacheConfig;
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let mut state = CubeClRuntimeConfig::storage().lock();
+    if state.is_some() {
+        return;
+    }
+    let config = catch_panic(CubeClRuntimeConfig::from_current_dir).unwrap_or_default();
+    let mut config = config.override_from_env();
+    let dir = cache_dir();
+    config.autotune.cache = CacheConfig::File(dir.clone());
+    config.compilation.cache = Some(CacheConfig::File(dir));
+    *state = Some(std::sync::Arc::new(config));
+}
+
 /// Open the device and run one tiny op on it. GPU runtimes panic when no adapter or driver is
 /// present; turn that into an error message.
+///
+/// The probe is the first use of the device in the process, so it also fixes the device's
+/// default float dtype to `B::FloatElem` (burn keeps one default per device, shared by
+/// `Wgpu<f32>` and `Wgpu<f16>`): host data (pixels, ids, masks) then becomes tensors of the
+/// backend's precision. The towers also cast their inputs to their weights' dtype, so a device
+/// first used at another precision still runs.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn probe<B: Backend>(device: &B::Device) -> Result<(), String> {
+pub fn probe<B: Backend>(device: &B::Device) -> Result<(), String> {
     let device = device.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+    catch_panic(move || {
         let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
         t.sum().into_scalar();
-    }));
+    })
+    .map_err(|msg| format!("the device could not be opened: {msg}"))
+}
+
+/// Run `f`, turning a panic into its message (GPU runtimes report a missing device by panicking).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(previous);
     outcome.map_err(|payload| {
-        let msg = payload
+        payload
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown error".to_string());
-        format!("the device could not be opened: {msg}")
+            .unwrap_or_else(|| "unknown error".to_string())
     })
+}
+
+/// Check that the CUDA driver library loads and that GPU `index` exists, before cubecl's
+/// device thread would panic on it (which surfaced as an opaque `RecvError`).
+#[cfg(feature = "cuda")]
+fn cuda_driver(index: usize) -> Result<(), String> {
+    use cudarc::driver::result;
+    let init = catch_panic(result::init).map_err(|_| {
+        "no CUDA driver: the NVIDIA driver library (libcuda.so) could not be loaded; \
+         is an NVIDIA GPU with its driver installed?"
+            .to_string()
+    })?;
+    init.map_err(|e| {
+        format!("the CUDA driver could not be initialised ({e:?}): no usable NVIDIA GPU")
+    })?;
+    let count = result::device::get_count()
+        .map_err(|e| format!("the CUDA driver could not count GPUs ({e:?})"))?;
+    let count = usize::try_from(count).unwrap_or(0);
+    if index >= count {
+        return Err(format!(
+            "no CUDA device {index}: the driver reports {count} GPU(s)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -291,6 +389,24 @@ mod tests {
         assert_eq!(DeviceSpec::Cpu.run(Precision::F32, Sum)?, 3.5);
         assert!(DeviceSpec::Cpu.run(Precision::F16, Sum).is_err());
         Ok(())
+    }
+
+    /// Without an NVIDIA driver or GPU (CI), asking for CUDA is a clear error, not a panic or
+    /// an opaque `RecvError`; with one, the task runs. A GPU index past the end is an error.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_without_a_gpu_is_a_clear_error() {
+        match DeviceSpec::Cuda(0).run(Precision::F32, Sum) {
+            Ok(v) => assert_eq!(v, 3.5),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(matches!(e, ClipError::BackendUnavailable { .. }), "{msg}");
+                assert!(msg.contains("CUDA"), "{msg}");
+                assert!(!msg.contains("RecvError"), "{msg}");
+            }
+        }
+        let err = DeviceSpec::Cuda(999).run(Precision::F32, Sum);
+        assert!(matches!(err, Err(ClipError::BackendUnavailable { .. })));
     }
 
     #[cfg(not(feature = "cuda"))]

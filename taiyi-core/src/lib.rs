@@ -38,18 +38,22 @@ pub mod hub;
 mod model;
 pub mod npy;
 pub mod retrieval;
+mod shapes;
 mod zeroshot;
 
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 pub use device::CpuBackend;
-pub use device::{BackendTask, DeviceSpec, Precision};
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub use device::probe;
+pub use device::{BackendTask, DeviceSpec, Precision, cache_dir};
 pub use encoders::{
-    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, ImageEncoder, ImageSource, TextEncoder, TokenBatch,
-    l2_normalize,
+    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, GPU_IMAGE_BATCH, GPU_TEXT_BATCH, ImageEncoder,
+    ImageSource, TextEncoder, TokenBatch, l2_normalize,
 };
 pub use error::ClipError;
 pub use hub::{HubOptions, ModelPaths};
-pub use model::{ClipLogits, ClipModel, ClipOptions, logits_from_features};
+pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
+pub use shapes::ShapeBuckets;
 pub use zeroshot::{CHINESE_TEMPLATES, DEFAULT_TEMPLATE, Prediction, ZeroShotClassifier};
 
 pub use taiyi_preprocess::tokenizer::BertTokenizer;
@@ -60,6 +64,17 @@ pub use taiyi_vision::VisionConfig;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use ndarray::Array2;
+
+/// Wait until `t` is computed: GPU backends queue work lazily and run it asynchronously, so
+/// timing or warming up needs this (a no-op wait on the CPU backends).
+pub fn sync<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<(), ClipError> {
+    let device = t.device();
+    B::sync(&device).map_err(|e| ClipError::Readback {
+        message: format!("the device failed to run the queued work: {e:?}"),
+    })?;
+    drop(t);
+    Ok(())
+}
 
 /// Copy a `[rows, cols]` tensor to the host as an `ndarray::Array2<f32>` (any float dtype).
 pub fn to_array2<B: Backend>(t: Tensor<B, 2>) -> Result<Array2<f32>, ClipError> {

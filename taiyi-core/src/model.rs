@@ -11,7 +11,7 @@ use taiyi_vision::VisionConfig;
 
 use crate::encoders::{ImageEncoder, ImageSource, TextEncoder};
 use crate::hub::{HubOptions, ModelPaths};
-use crate::{ClipError, to_array2};
+use crate::{ClipError, DeviceSpec, ShapeBuckets, to_array2};
 
 /// Options for loading a [`ClipModel`].
 #[derive(Debug, Clone)]
@@ -24,17 +24,46 @@ pub struct ClipOptions {
     pub text_batch_size: usize,
     /// Images per forward pass.
     pub image_batch_size: usize,
+    /// Shape buckets for both towers (see [`ShapeBuckets`]).
+    pub buckets: ShapeBuckets,
 }
 
 impl Default for ClipOptions {
+    /// CPU defaults: 32 texts / 8 images per pass, no shape buckets.
     fn default() -> Self {
         Self {
             vision: VisionConfig::vit_h_14(),
             text_mode: TextMode::default(),
             text_batch_size: crate::encoders::DEFAULT_TEXT_BATCH,
             image_batch_size: crate::encoders::DEFAULT_IMAGE_BATCH,
+            buckets: ShapeBuckets::NONE,
         }
     }
+}
+
+impl ClipOptions {
+    /// Defaults sized for `device`: on GPUs 128 texts / 64 images per pass and
+    /// [`ShapeBuckets::GPU`]; on the CPU [`ClipOptions::default`].
+    pub fn for_device(device: DeviceSpec) -> Self {
+        match device {
+            DeviceSpec::Cpu => Self::default(),
+            DeviceSpec::Wgpu(_) | DeviceSpec::Cuda(_) => Self {
+                text_batch_size: crate::encoders::GPU_TEXT_BATCH,
+                image_batch_size: crate::encoders::GPU_IMAGE_BATCH,
+                buckets: ShapeBuckets::GPU,
+                ..Self::default()
+            },
+        }
+    }
+}
+
+/// What [`ClipModel::warm_up`] ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUpReport {
+    /// Forward passes of the text tower.
+    pub text_passes: usize,
+    /// Forward passes of the image tower.
+    pub image_passes: usize,
 }
 
 /// Taiyi-CLIP: Chinese text and images in one 1024-d embedding space.
@@ -124,12 +153,15 @@ impl<B: Backend> ClipModel<B> {
     ) -> Result<Self, ClipError> {
         let text = TextEncoder::from_dir(&paths.text_dir, device)?
             .with_mode(options.text_mode)
-            .with_batch_size(options.text_batch_size);
+            .with_batch_size(options.text_batch_size)
+            .with_buckets(options.buckets);
         let (image, logit_scale) =
             ImageEncoder::from_file(&paths.vision_file, &options.vision, device)?;
         Ok(Self {
             text,
-            image: image.with_batch_size(options.image_batch_size),
+            image: image
+                .with_batch_size(options.image_batch_size)
+                .with_buckets(options.buckets),
             logit_scale,
             vision_source: paths.vision_file.clone(),
         })
@@ -155,6 +187,18 @@ impl<B: Backend> ClipModel<B> {
     pub fn with_text_mode(mut self, mode: TextMode) -> Self {
         self.text = self.text.with_mode(mode);
         self
+    }
+
+    /// Compile (and autotune) the kernels of every shape the model can meet, before the first
+    /// real call: every bucket shape of both towers for texts of up to `max_tokens` tokens (see
+    /// [`TextEncoder::warm_up`], [`ImageEncoder::warm_up`]). Worth it on GPU backends, where a
+    /// new shape otherwise compiles on first use; with the shape buckets of
+    /// [`ClipOptions::for_device`] a never-seen text length or batch size then compiles nothing.
+    pub fn warm_up(&self, max_tokens: usize) -> Result<WarmUpReport, ClipError> {
+        Ok(WarmUpReport {
+            text_passes: self.text.warm_up(max_tokens)?,
+            image_passes: self.image.warm_up()?,
+        })
     }
 
     /// The text half.

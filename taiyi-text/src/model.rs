@@ -10,7 +10,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, DType, Int, Tensor, bf16, f16};
 
 use crate::{BertConfig, TextError};
 
@@ -354,16 +354,17 @@ impl<B: Backend> BertModel<B> {
         attention_mask: Option<Tensor<B, 2, Int>>,
     ) -> BertOutput<B> {
         let kernel = self.attention_kernel();
-        // transformers: (1 - mask) * finfo(f32).min, added to the scaled scores.
+        let mut x = self.embeddings.forward(input_ids);
+        // transformers: (1 - mask) * finfo(dtype).min, added to the scaled scores. Built in the
+        // dtype of the hidden states (the weights' dtype) with that dtype's finite minimum:
+        // f32::MIN would be -inf in f16, and 0 * -inf = NaN for the attended positions.
         let bias = attention_mask.map(|m| {
             let [b, s] = m.dims();
-            m.float()
-                .neg()
-                .add_scalar(1.0)
-                .mul_scalar(f32::MIN)
+            let dtype = x.dtype();
+            Tensor::<B, 2>::zeros([b, s], (&m.device(), dtype))
+                .mask_fill(m.equal_elem(0), finite_min(dtype))
                 .reshape([b, 1, 1, s])
         });
-        let mut x = self.embeddings.forward(input_ids);
         for layer in &self.encoder.layer {
             x = layer.forward(x, bias.clone(), kernel);
         }
@@ -413,20 +414,36 @@ impl<B: Backend> BertModel<B> {
                 max: self.max_positions,
             });
         }
-        let values = int_values(ids)?;
-        if let Some((i, &id)) = values
+        self.check_host_ids(&int_values(ids)?, seq)
+    }
+
+    /// Check token ids held on the host, row-major `[batch, seq]`: every id must be in the
+    /// vocabulary. Encoders call this on the tokenizer's output before building the device
+    /// tensors, so that a forward pass never reads its inputs back from the device.
+    pub fn check_host_ids(&self, ids: &[i64], seq: usize) -> Result<(), TextError> {
+        if let Some((i, &id)) = ids
             .iter()
             .enumerate()
             .find(|(_, v)| **v < 0 || **v as u64 >= self.vocab_size as u64)
         {
             return Err(TextError::TokenOutOfRange {
                 id,
-                row: i / seq,
-                col: i % seq,
+                row: i / seq.max(1),
+                col: i % seq.max(1),
                 vocab_size: self.vocab_size,
             });
         }
         Ok(())
+    }
+}
+
+/// The most negative finite value of a float dtype (`torch.finfo(dtype).min`).
+fn finite_min(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => f64::from(f16::MIN.to_f32()),
+        DType::BF16 => f64::from(bf16::MIN.to_f32()),
+        DType::F64 => f64::MIN,
+        _ => f64::from(f32::MIN),
     }
 }
 

@@ -243,6 +243,8 @@ impl<B: Backend> VisionTransformer<B> {
     /// On an input of another shape; use [`VisionTransformer::try_forward`] for an error instead.
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
         let [batch, _, _, _] = pixels.dims();
+        // Pixels come from host data; compute in the weights' dtype (f16/bf16 models).
+        let pixels = pixels.cast(self.conv1.weight.val().dtype());
         let patches = self.conv1.forward(pixels); // [B, W, g, g]
         let [_, width, gh, gw] = patches.dims();
         let patches = patches.reshape([batch, width, gh * gw]).swap_dims(1, 2);
