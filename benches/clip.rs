@@ -78,8 +78,9 @@ mod gpu {
     use std::panic::AssertUnwindSafe;
     use std::time::Duration;
 
+    use burn::module::{Module, ModuleMapper, Param};
     use burn::tensor::backend::Backend;
-    use burn::tensor::{Distribution, Int, Tensor, TensorData};
+    use burn::tensor::{DType, Distribution, Element, Int, Tensor, TensorData};
     use criterion::{Criterion, Throughput};
     use taiyi_text::BertConfig;
     use taiyi_vision::VisionConfig;
@@ -99,18 +100,20 @@ mod gpu {
             .unwrap_or_else(|| "unknown panic".to_string())
     }
 
-    /// Open the device and run one tiny op on it (GPU runtimes panic when no adapter or driver
-    /// is present), like `taiyi_core::DeviceSpec` does before running a task.
-    pub fn open<B: Backend>(device: &B::Device) -> Result<(), String> {
-        let device = device.clone();
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || {
-            let t = Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
-            t.sum().into_scalar();
-        }));
-        std::panic::set_hook(previous);
-        outcome.map_err(|p| format!("the device could not be opened: {}", panic_message(&*p)))
+    /// Casts every float parameter to `B`'s float type. A device keeps the float dtype of its
+    /// first use (here the f32 probe) as the default for new tensors, so random weights built
+    /// for `Wgpu<f16>` after the f32 benches would otherwise stay f32.
+    struct ToPrecision(DType);
+
+    impl<B: Backend> ModuleMapper<B> for ToPrecision {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let dtype = self.0;
+            p.map(|t| if t.dtype() == dtype { t } else { t.cast(dtype) })
+        }
+    }
+
+    fn to_precision<B: Backend, M: Module<B>>(module: M) -> M {
+        module.map(&mut ToPrecision(<B::FloatElem as Element>::dtype()))
     }
 
     /// Whether `TAIYI_BENCH_FULL=1` asks for the full-size tower benches.
@@ -162,6 +165,7 @@ mod gpu {
         if wanted(&format!("{group_name}/{image_id}")) {
             match VisionConfig::vit_h_14().init::<B>(device) {
                 Ok(model) => {
+                    let model = to_precision::<B, _>(model);
                     let pixels = Tensor::<B, 4>::random(
                         [IMAGES, 3, 224, 224],
                         Distribution::Normal(0.0, 1.0),
@@ -179,7 +183,7 @@ mod gpu {
             }
         }
         if wanted(&format!("{group_name}/{text_id}")) {
-            let model = BertConfig::taiyi_roberta_large().init::<B>(device);
+            let model = to_precision::<B, _>(BertConfig::taiyi_roberta_large().init::<B>(device));
             // [CLS] ids… [SEP], spread over the vocabulary.
             let ids: Vec<i64> = (0..TEXTS * TOKENS)
                 .map(|i| match i % TOKENS {
@@ -206,7 +210,7 @@ mod gpu {
 fn bench_wgpu(c: &mut Criterion) {
     use burn::backend::wgpu::{Wgpu, WgpuDevice};
     let device = WgpuDevice::DefaultDevice;
-    match gpu::open::<Wgpu>(&device) {
+    match taiyi_core::probe::<Wgpu>(&device) {
         Ok(()) => {
             gpu::run::<Wgpu<f32>>(c, "wgpu-f32", &device);
             gpu::run::<Wgpu<burn::tensor::f16>>(c, "wgpu-f16", &device);
@@ -219,7 +223,7 @@ fn bench_wgpu(c: &mut Criterion) {
 fn bench_cuda(c: &mut Criterion) {
     use burn::backend::cuda::{Cuda, CudaDevice};
     let device = CudaDevice::new(0);
-    match gpu::open::<Cuda>(&device) {
+    match taiyi_core::probe::<Cuda>(&device) {
         Ok(()) => {
             gpu::run::<Cuda<f32>>(c, "cuda-f32", &device);
             gpu::run::<Cuda<burn::tensor::f16>>(c, "cuda-f16", &device);

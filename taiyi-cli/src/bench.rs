@@ -12,7 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, Element, Int, Tensor, TensorData};
 use clap::{Args, ValueEnum};
@@ -199,28 +199,47 @@ impl TowerResult {
     }
 }
 
-/// Touches every float parameter (materialising burn's lazily initialised ones on the device)
-/// and counts their elements.
-struct Materialize {
+/// Materialises every float parameter (burn initialises them lazily) and casts it to the
+/// backend's float type, counting the elements.
+///
+/// A GPU device keeps the float dtype of its first use as the default for new tensors, so
+/// random weights could otherwise come out in another precision than the one benchmarked;
+/// checkpoint weights are already cast by the loader.
+struct ToPrecision {
+    dtype: DType,
     params: usize,
-    dtype: Option<DType>,
+    result: Option<DType>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let t = param.val();
-        self.params += t.shape().num_elements();
-        self.dtype.get_or_insert(t.dtype());
+impl<B: Backend> ModuleMapper<B> for ToPrecision {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            self.params += t.shape().num_elements();
+            let t = if t.dtype() == self.dtype {
+                t
+            } else {
+                t.cast(self.dtype)
+            };
+            self.result.get_or_insert(t.dtype());
+            t
+        })
     }
 }
 
-fn materialize<B: Backend, M: Module<B>>(module: &M) -> (usize, String) {
-    let mut v = Materialize {
+/// The module with every parameter on the device in `B`'s float type, its parameter count and
+/// the parameters' dtype.
+fn materialize<B: Backend, M: Module<B>>(module: M) -> (M, usize, String) {
+    let mut m = ToPrecision {
+        dtype: <B::FloatElem as Element>::dtype(),
         params: 0,
-        dtype: None,
+        result: None,
     };
-    module.visit(&mut v);
-    (v.params, v.dtype.map(dtype_name).unwrap_or_default())
+    let module = module.map(&mut m);
+    (
+        module,
+        m.params,
+        m.result.map(dtype_name).unwrap_or_default(),
+    )
 }
 
 fn dtype_name(d: DType) -> String {
@@ -312,7 +331,7 @@ impl BenchArgs {
                     (m, name.to_string(), "random".to_string())
                 }
             };
-            let (params, dtype) = materialize(&model);
+            let (model, params, dtype) = materialize(model);
             Ok((model, name, weights, params, dtype))
         })?;
         let seq = self.seq;
@@ -367,7 +386,7 @@ impl BenchArgs {
                     "random".to_string(),
                 ),
             };
-            let (params, dtype) = materialize(&model);
+            let (model, params, dtype) = materialize(model);
             Ok((model, weights, params, dtype))
         })?;
         let size = model.image_size();
