@@ -424,6 +424,7 @@ fn is_cpu<B: Backend>() -> bool {
 
 /// Whether `B` is the CPU backend of this build (for the default batch size).
 #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+#[allow(clippy::extra_unused_type_parameters)] // the same call as with a CPU backend
 fn is_cpu<B: Backend>() -> bool {
     false
 }
