@@ -72,10 +72,11 @@ impl EmbeddingIndex {
     /// without names, rows are called by their number.
     pub fn load(npy: &std::path::Path) -> Result<Self, ClipError> {
         let (shape, values) = crate::npy::read_f32(npy)?;
-        let [n, d] = shape[..] else {
+        // d ≥ 1 bounds the row count by the file's size (the reader checked the data length).
+        let [n, d @ 1..] = shape[..] else {
             return Err(ClipError::Npy {
                 path: npy.to_path_buf(),
-                message: format!("expected a 2-D [n, d] array, found shape {shape:?}"),
+                message: format!("expected a 2-D [n, d] array with d ≥ 1, found shape {shape:?}"),
             });
         };
         let embeddings = Array2::from_shape_vec((n, d), values).map_err(|e| ClipError::Npy {
@@ -129,6 +130,21 @@ mod tests {
             top_k(arr1(&[1.0f32, 0.0]).view(), index.view(), 10)?.len(),
             4
         );
+        Ok(())
+    }
+
+    #[test]
+    fn empty_rows_cannot_claim_any_count() -> Result<(), ClipError> {
+        let dir = std::env::temp_dir().join(format!("taiyi-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| ClipError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let p = dir.join("zero-width.npy");
+        crate::npy::write_f32(&p, &[1 << 62, 0], &[])?;
+        assert!(matches!(EmbeddingIndex::load(&p), Err(ClipError::Npy { .. })));
+        crate::npy::write_f32(&p, &[2, 1], &[1.0, 2.0])?;
+        assert_eq!(EmbeddingIndex::load(&p)?.names, ["0", "1"]);
         Ok(())
     }
 }
