@@ -189,20 +189,34 @@ mod tests {
     fn headers_are_parsed_not_searched() {
         let f8 = 1.5f64.to_le_bytes();
         // A spoofed descr: '<f8' data whose header mentions '<f4' elsewhere.
-        let spoof = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': \"'descr': '<f4'\"}\n";
+        let spoof =
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': \"'descr': '<f4'\"}\n";
         assert!(parse_f32(&npy(spoof, &[f8, f8].concat())).is_err());
         let f8 = "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }\n";
-        assert!(parse_f32(&npy(f8, &1.5f64.to_le_bytes())).unwrap_err().contains("<f8"));
+        assert!(
+            parse_f32(&npy(f8, &1.5f64.to_le_bytes()))
+                .unwrap_err()
+                .contains("<f8")
+        );
         // fortran_order without a space is still Fortran order.
         let fortran = "{'descr':'<f4','fortran_order':True,'shape':(2,2)}\n";
         assert!(parse_f32(&npy(fortran, &[0u8; 16])).is_err());
         let c_order = "{'descr':'<f4','fortran_order':False,'shape':(2,2)}\n";
-        assert_eq!(parse_f32(&npy(c_order, &[0u8; 16])).map(|r| r.0), Ok(vec![2, 2]));
+        assert_eq!(
+            parse_f32(&npy(c_order, &[0u8; 16])).map(|r| r.0),
+            Ok(vec![2, 2])
+        );
         // Sizes: a huge empty shape, overflowing products, a body of the wrong length.
-        let huge = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 0), }\n";
+        let huge =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 0), }\n";
         assert!(parse_f32(&npy(huge, &[])).is_err());
-        let overflow = "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }\n";
-        assert!(parse_f32(&npy(overflow, &[])).unwrap_err().contains("overflows"));
+        let overflow =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }\n";
+        assert!(
+            parse_f32(&npy(overflow, &[]))
+                .unwrap_err()
+                .contains("overflows")
+        );
         assert!(parse_f32(&npy(c_order, &[0u8; 12])).is_err());
         // Version 2.0 with a length past the end, an unknown version.
         let mut v2 = b"\x93NUMPY\x02\x00".to_vec();

@@ -142,7 +142,10 @@ mod tests {
         })?;
         let p = dir.join("zero-width.npy");
         crate::npy::write_f32(&p, &[1 << 62, 0], &[])?;
-        assert!(matches!(EmbeddingIndex::load(&p), Err(ClipError::Npy { .. })));
+        assert!(matches!(
+            EmbeddingIndex::load(&p),
+            Err(ClipError::Npy { .. })
+        ));
         crate::npy::write_f32(&p, &[2, 1], &[1.0, 2.0])?;
         assert_eq!(EmbeddingIndex::load(&p)?.names, ["0", "1"]);
         Ok(())

@@ -198,7 +198,6 @@ impl Checkpoint {
     }
 }
 
-
 /// The PyTorch name of a burn parameter path: norms' `gamma`/`beta` are `weight`/`bias`.
 pub(crate) fn checkpoint_name(path: &str) -> String {
     if let Some(p) = path.strip_suffix(".gamma") {
@@ -246,4 +245,3 @@ fn compile<'a>(
         })
         .collect()
 }
-

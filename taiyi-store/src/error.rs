@@ -152,4 +152,3 @@ pub(crate) fn hint(suggestions: &[String]) -> String {
         )
     }
 }
-

@@ -14,7 +14,9 @@ pub(crate) fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapsho
     })
 }
 
-pub(crate) fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+pub(crate) fn read_safetensors(
+    path: &Path,
+) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
     let mut store = SafetensorsStore::from_file(path).map_indices_contiguous(false);
     let all = store
         .get_all_snapshots()

@@ -1,18 +1,21 @@
 //! Checkpoint reading and strict loading, shared by the taiyi towers.
 //!
 //! A [`Checkpoint`] is a flat map from PyTorch state-dict keys to lazily read tensors. It is
-//! opened from a PyTorch zip pickle (`.bin`, `.pt`, `.pth`), a `.safetensors` file, or a
-//! sharded checkpoint's `*.index.json`. Tensors are only read from disk when a module takes
-//! them, so peak memory stays close to the size of the loaded module.
+//! opened from a PyTorch checkpoint (`.bin`, `.pt`, `.pth`: `torch.save`'s zip format or its
+//! legacy stream, read as `torch.load` reads them, strided views included, by a pickle reader
+//! that never runs code), a `.safetensors` file, or a sharded checkpoint's `*.index.json`.
+//! Tensors are only read from disk when a module takes them, so peak memory stays close to the
+//! size of the loaded module.
 //!
 //! [`Checkpoint::load_into`] applies the checkpoint to a burn module whose field names follow
 //! the checkpoint's keys, through a short [`LoadSpec`]: an anchored remap table, an explicit
 //! ignore list, and the PyTorch → burn layout adapter (`Linear` weights transposed, norm
 //! `weight`/`bias` read as `gamma`/`beta`). Every floating-point tensor is cast to the module's
 //! float dtype (fp16/bf16/f64 checkpoints load into f32 models and vice versa). Loading is
-//! strict: a missing tensor, a tensor left unused (and not ignored) and a tensor of the wrong
-//! shape are each an error that names the key. A missing tensor is never filled with random
-//! values.
+//! strict: a missing tensor, a tensor left unused (and not ignored), a tensor of the wrong
+//! shape or element kind (an integer tensor for a float parameter), and a float tensor holding
+//! NaN/±inf (or a value its cast overflows) are each an error that names the key. A missing
+//! tensor is never filled with random values.
 //!
 //! ```no_run
 //! use taiyi_store::{Checkpoint, LoadSpec};
@@ -32,7 +35,7 @@ mod torch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::DType;
+use burn::tensor::{DType, TensorData};
 use burn_store::TensorSnapshot;
 
 pub use error::StoreError;
@@ -208,8 +211,8 @@ impl Checkpoint {
         }
     }
 
-    /// Remove and return the tensor `key` converted to `f32` values (any float dtype).
-    pub fn take_f32(&mut self, key: &str) -> Result<Vec<f32>, StoreError> {
+    /// Remove and return the tensor `key` as stored (its dtype, row-major).
+    pub fn take(&mut self, key: &str) -> Result<TensorData, StoreError> {
         let snap = self
             .tensors
             .remove(key)
@@ -217,18 +220,27 @@ impl Checkpoint {
                 path: self.source.clone(),
                 key: key.to_string(),
             })?;
-        if !snap.dtype.is_float() {
-            return Err(StoreError::Tensor {
-                path: self.source.clone(),
-                key: key.to_string(),
-                message: format!("expected a float tensor, found {:?}", snap.dtype),
-            });
-        }
-        let data = snap.to_data().map_err(|e| StoreError::Tensor {
+        snap.to_data().map_err(|e| StoreError::Tensor {
             path: self.source.clone(),
             key: key.to_string(),
-            message: format!("{e:?}"),
-        })?;
+            message: e.to_string(),
+        })
+    }
+
+    /// Remove and return the tensor `key` converted to `f32` values (any float dtype).
+    pub fn take_f32(&mut self, key: &str) -> Result<Vec<f32>, StoreError> {
+        match self.dtype(key) {
+            Some(d) if !d.is_float() => {
+                return Err(StoreError::DType {
+                    path: self.source.clone(),
+                    key: key.to_string(),
+                    expected: "float",
+                    found: d,
+                });
+            }
+            _ => {}
+        }
+        let data = self.take(key)?;
         data.convert_dtype(DType::F32)
             .into_vec::<f32>()
             .map_err(|e| StoreError::Tensor {
@@ -255,4 +267,3 @@ pub(crate) fn rename(snap: &TensorSnapshot, key: &str) -> TensorSnapshot {
         snap.tensor_id.unwrap_or_default(),
     )
 }
-

@@ -177,7 +177,10 @@ pub fn parse(text: &[u8]) -> Result<Header, String> {
     }
     p.ws();
     if p.i != text.len() {
-        return Err(format!("unexpected text after the header dict at byte {}", p.i));
+        return Err(format!(
+            "unexpected text after the header dict at byte {}",
+            p.i
+        ));
     }
     let (Some(descr), Some(fortran_order), Some(shape)) = (descr, fortran, shape) else {
         return Err("the header lacks 'descr', 'fortran_order' or 'shape'".into());
@@ -218,7 +221,10 @@ mod tests {
         ] {
             assert_eq!(ok(h), want, "{h}");
         }
-        assert_eq!(ok("{'descr':'<f4','fortran_order':True,'shape':(4,)}").shape, [4]);
+        assert_eq!(
+            ok("{'descr':'<f4','fortran_order':True,'shape':(4,)}").shape,
+            [4]
+        );
         assert!(ok("{'descr':'<f4','fortran_order':True,'shape':()}").fortran_order);
     }
 

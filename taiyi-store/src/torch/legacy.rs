@@ -103,7 +103,10 @@ pub(super) fn read(file: File) -> Result<Parsed, TorchError> {
         locs.insert(k.to_string(), Loc::At(start));
         pos = start + expected;
     }
-    if let Some((name, t)) = tensors.iter().find(|(_, t)| !locs.contains_key(&t.storage.key)) {
+    if let Some((name, t)) = tensors
+        .iter()
+        .find(|(_, t)| !locs.contains_key(&t.storage.key))
+    {
         return Err(TorchError::MissingRecord {
             key: name.clone(),
             record: t.storage.key.clone(),

@@ -77,7 +77,9 @@ pub enum TorchError {
         what: String,
     },
     /// A view reaches past the end of its storage.
-    #[error("tensor '{key}': its view needs {needed} storage elements, the storage has {available}")]
+    #[error(
+        "tensor '{key}': its view needs {needed} storage elements, the storage has {available}"
+    )]
     OutOfBounds {
         /// The tensor's key.
         key: String,
@@ -186,10 +188,12 @@ fn read_zip(file: File) -> Result<Parsed, TorchError> {
             continue;
         }
         let record = format!("{prefix}data/{}", s.key);
-        let entry = zip.by_name(&record).map_err(|_| TorchError::MissingRecord {
-            key: key.clone(),
-            record: record.clone(),
-        })?;
+        let entry = zip
+            .by_name(&record)
+            .map_err(|_| TorchError::MissingRecord {
+                key: key.clone(),
+                record: record.clone(),
+            })?;
         let expected = s.numel.saturating_mul(s.dtype.size() as u64);
         if entry.size() != expected {
             return Err(TorchError::RecordSize {
@@ -262,7 +266,11 @@ fn snapshot(path: &Rc<PathBuf>, key: &str, t: TensorRef, loc: Loc, big: bool) ->
         if big && es > 1 {
             bytes.chunks_exact_mut(es).for_each(<[u8]>::reverse);
         }
-        Ok(TensorData::from_bytes_vec(bytes, t.shape.clone(), t.storage.dtype))
+        Ok(TensorData::from_bytes_vec(
+            bytes,
+            t.shape.clone(),
+            t.storage.dtype,
+        ))
     };
     TensorSnapshot::from_closure(
         Rc::new(read),

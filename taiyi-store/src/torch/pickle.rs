@@ -91,8 +91,16 @@ impl Value {
 }
 
 /// The depth of a container holding `items`, or an error past [`MAX_DEPTH`].
-fn depth_of<'a>(items: impl IntoIterator<Item = &'a Value>, at_least: usize) -> Result<Depth, PickleError> {
-    let d = 1 + items.into_iter().map(Value::depth).max().unwrap_or(0).max(at_least.saturating_sub(1));
+fn depth_of<'a>(
+    items: impl IntoIterator<Item = &'a Value>,
+    at_least: usize,
+) -> Result<Depth, PickleError> {
+    let d = 1 + items
+        .into_iter()
+        .map(Value::depth)
+        .max()
+        .unwrap_or(0)
+        .max(at_least.saturating_sub(1));
     if d > MAX_DEPTH {
         return Err(PickleError::TooDeep);
     }
@@ -153,7 +161,9 @@ impl<R: BufRead> Vm<'_, R> {
             .read_to_end(&mut out)
             .map_err(PickleError::Truncated)?;
         if out.len() as u64 != len {
-            return Err(PickleError::Truncated(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(PickleError::Truncated(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
         }
         Ok(out)
     }
@@ -192,7 +202,6 @@ impl<R: BufRead> Vm<'_, R> {
         let m = self.marks.pop().ok_or_else(|| bad("no MARK"))?;
         Ok(self.stack.split_off(m))
     }
-
 
     fn key(&mut self, k: Value) -> Key {
         match k {
@@ -236,7 +245,11 @@ impl<R: BufRead> Vm<'_, R> {
     }
 
     fn memo_get(&mut self, idx: u64) -> Result<(), PickleError> {
-        let v = self.memo.get(&idx).cloned().ok_or_else(|| bad("memo miss"))?;
+        let v = self
+            .memo
+            .get(&idx)
+            .cloned()
+            .ok_or_else(|| bad("memo miss"))?;
         self.stack.push(v);
         Ok(())
     }
@@ -248,8 +261,7 @@ impl<R: BufRead> Vm<'_, R> {
     }
 
     fn call(&mut self, callable: Value, args: Value) -> Result<(), PickleError> {
-        let is_ordered_dict =
-            matches!(&callable, Value::Global(m, n) if &**m == "collections" && &**n == "OrderedDict");
+        let is_ordered_dict = matches!(&callable, Value::Global(m, n) if &**m == "collections" && &**n == "OrderedDict");
         let v = match &args {
             Value::Tuple(a, depth) if is_ordered_dict => {
                 let mut d = BTreeMap::new();
@@ -416,8 +428,7 @@ impl<R: BufRead> Vm<'_, R> {
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    self.stack
-                        .push(Value::Global(module.into(), name.into()));
+                    self.stack.push(Value::Global(module.into(), name.into()));
                 }
                 0x93 => {
                     let name = self.pop()?;

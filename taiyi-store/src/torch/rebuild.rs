@@ -84,7 +84,9 @@ impl TensorRef {
                 self.shape, self.stride
             )));
         }
-        let numel = self.numel().ok_or_else(|| bad("element count overflows".into()))?;
+        let numel = self
+            .numel()
+            .ok_or_else(|| bad("element count overflows".into()))?;
         let bytes = numel.checked_mul(self.storage.dtype.size() as u64);
         if bytes.is_none_or(|b| b > isize::MAX as u64) {
             return Err(bad(format!("shape {:?} is too large", self.shape)));
@@ -175,7 +177,11 @@ fn storage(pid: &Value, key: &str) -> Result<StorageRef, TorchError> {
         {
             (ty, rkey, numel)
         }
-        _ => return Err(bad("storage id is not ('storage', type, key, location, size)")),
+        _ => {
+            return Err(bad(
+                "storage id is not ('storage', type, key, location, size)",
+            ));
+        }
     };
     let ty = match ty {
         Value::Global(m, n) if &**m == "torch" => n.to_string(),
@@ -268,7 +274,8 @@ fn tensor(v: &Value, key: &str) -> Result<Option<TensorRef>, TorchError> {
                     .into_iter()
                     .map(|d| usize::try_from(d).map_err(|_| bad("size too large")))
                     .collect::<Result<_, _>>()?,
-                stride: ints(stride).ok_or_else(|| bad("stride is not a tuple of non-negative ints"))?,
+                stride: ints(stride)
+                    .ok_or_else(|| bad("stride is not a tuple of non-negative ints"))?,
             };
             t.check(key)?;
             Ok(Some(t))
@@ -389,12 +396,32 @@ mod tests {
     fn gather_follows_strides() {
         let src: Vec<u8> = (0u8..6).collect();
         // [2,3] stored transposed ([3,2] row-major): element (i,j) at j*2 + i.
-        assert_eq!(gather(&src, 1, &[2, 3], &[1, 2]), Some(vec![0, 2, 4, 1, 3, 5]));
+        assert_eq!(
+            gather(&src, 1, &[2, 3], &[1, 2]),
+            Some(vec![0, 2, 4, 1, 3, 5])
+        );
         // expand: stride 0
         let expanded = vec![0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3];
         assert_eq!(gather(&src, 2, &[3, 2], &[0, 1]), Some(expanded));
         assert_eq!(gather(&src, 2, &[4], &[1]), None);
         assert!(!view(0, &[2, 3], &[1, 2], 6).is_contiguous());
         assert!(view(0, &[1, 3], &[7, 1], 6).is_contiguous());
+    }
+
+    #[test]
+    fn calls_outside_a_state_dict_vocabulary_are_refused() {
+        // {'k': os.system('ls')}: never executed, refused by name.
+        let mut p = b"}(X\x01\x00\x00\x00kcos\nsystem\nX\x02\x00\x00\x00ls\x85Ru.".to_vec();
+        let root = super::super::pickle::read(&mut &p[..]).unwrap_or(Value::None);
+        match collect(&root) {
+            Err(TorchError::Global { key, global }) => {
+                assert_eq!((key.as_str(), global.as_str()), ("k", "os.system"));
+            }
+            other => unreachable!("{other:?}"),
+        }
+        // The same call of torch.device is inert: no tensors, no error.
+        p = b"}(X\x01\x00\x00\x00kctorch\ndevice\nX\x03\x00\x00\x00cpu\x85Ru.".to_vec();
+        let root = super::super::pickle::read(&mut &p[..]).unwrap_or(Value::None);
+        assert!(matches!(collect(&root).as_deref(), Ok([])));
     }
 }
