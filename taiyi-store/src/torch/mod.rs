@@ -219,13 +219,18 @@ fn io_err(e: impl std::fmt::Display) -> TensorSnapshotError {
 /// Read the bytes of `t`'s view (from its first element, `extent` elements).
 fn read_view(path: &Path, t: &TensorRef, loc: &Loc) -> Result<Vec<u8>, TensorSnapshotError> {
     let es = t.storage.dtype.size() as u64;
-    let extent = t.extent().ok_or_else(|| io_err("view extent overflows"))?;
-    let first = (t.storage.base + t.offset) * es;
-    let len = usize::try_from(extent * es).map_err(io_err)?;
-    let mut buf = vec![0u8; len];
-    if len == 0 {
-        return Ok(buf);
+    let overflow = || io_err("view extent overflows");
+    let extent = t.extent().ok_or_else(overflow)?;
+    if extent == 0 {
+        return Ok(Vec::new());
     }
+    // Bounded by the record's size (checked when the file was opened).
+    let first = (t.storage.base.checked_add(t.offset))
+        .and_then(|f| f.checked_mul(es))
+        .ok_or_else(overflow)?;
+    let len = extent.checked_mul(es).ok_or_else(overflow)?;
+    let len = usize::try_from(len).map_err(io_err)?;
+    let mut buf = vec![0u8; len];
     let mut file = File::open(path).map_err(io_err)?;
     match loc {
         Loc::At(start) => {
