@@ -75,6 +75,11 @@ fn legacy_format_reads_as_torch_load_reads_it() {
     check_against_torch("views_legacy.bin");
 }
 
+#[test]
+fn pickle_protocol_4_reads_as_torch_load_reads_it() {
+    check_against_torch("views_p4.bin");
+}
+
 fn torch_error(file: &str) -> TorchError {
     match Checkpoint::open(fixture(file)) {
         Err(StoreError::Pytorch { source, .. }) => source,
