@@ -73,11 +73,16 @@ impl EmbeddingIndex {
     pub fn load(npy: &std::path::Path) -> Result<Self, ClipError> {
         let (shape, values) = crate::npy::read_f32(npy)?;
         // d ≥ 1 bounds the row count by the file's size (the reader checked the data length).
-        let [n, d @ 1..] = shape[..] else {
-            return Err(ClipError::Npy {
-                path: npy.to_path_buf(),
-                message: format!("expected a 2-D [n, d] array with d ≥ 1, found shape {shape:?}"),
-            });
+        let (n, d) = match shape[..] {
+            [n, d] if d >= 1 => (n, d),
+            _ => {
+                return Err(ClipError::Npy {
+                    path: npy.to_path_buf(),
+                    message: format!(
+                        "expected a 2-D [n, d] array with d ≥ 1, found shape {shape:?}"
+                    ),
+                });
+            }
         };
         let embeddings = Array2::from_shape_vec((n, d), values).map_err(|e| ClipError::Npy {
             path: npy.to_path_buf(),

@@ -10,6 +10,7 @@
 mod legacy;
 mod pickle;
 mod rebuild;
+mod view;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -22,7 +23,7 @@ use burn::tensor::{Shape, TensorData};
 use burn_store::{TensorSnapshot, TensorSnapshotError};
 
 pub use pickle::PickleError;
-use rebuild::TensorRef;
+use view::TensorRef;
 
 /// Largest `data.pkl` accepted (the published 4 GB checkpoints have ~100 kB pickles).
 const MAX_PICKLE_BYTES: u64 = 1 << 28;
@@ -265,7 +266,7 @@ fn snapshot(path: &Rc<PathBuf>, key: &str, t: TensorRef, loc: Loc, big: bool) ->
         let mut bytes = if t.is_contiguous() {
             raw
         } else {
-            rebuild::gather(&raw, es, &t.shape, &t.stride)
+            view::gather(&raw, es, &t.shape, &t.stride)
                 .ok_or_else(|| io_err("view reaches past the bytes read"))?
         };
         if big && es > 1 {
