@@ -109,7 +109,7 @@ impl<'a, R: BufRead> Vm<'a, R> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(bad("odd number of dict items"));
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);
