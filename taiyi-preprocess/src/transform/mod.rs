@@ -5,22 +5,30 @@
 //! round half to even) -> `convert("RGB")` -> `ToTensor` (`u8 as f32 / 255`) ->
 //! `Normalize` (`(x - mean) / std` in f32). The resize runs in the image's own Pillow mode
 //! (see [`PilMode`]) with a port of Pillow's fixed-point resampler, so the uint8 image that
-//! reaches `ToTensor` is bit-identical to the reference for PNG input, and so is the float
-//! output.
+//! reaches `ToTensor` is bit-identical to the reference, and so is the float output: for PNG,
+//! for JPEG with the default `libjpeg` feature ([`JpegDecoder`]; zune-jpeg without it, up to
+//! 3 u8 levels off), for GIF and palette BMP (read in Pillow's `1` / `L` / `P` modes).
+//! Concurrent decodes share a memory cap ([`DecodeBudget`]).
 
+mod budget;
 mod decode;
 mod error;
+mod indexed;
+mod jpeg;
 mod pil;
 mod resample;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-pub use error::ImageError;
+pub use budget::{DECODE_MEMORY_ENV, DEFAULT_DECODE_MEMORY, DecodeBudget, DecodePermit};
+pub use error::{ImageError, LibjpegError};
+pub use jpeg::JpegDecoder;
 pub use pil::{PilImage, PilMode};
 use resample::Window;
 
@@ -93,6 +101,22 @@ pub struct ImageTransform {
     mean: [f32; 3],
     std: [f32; 3],
     max_pixels: u64,
+    jpeg_decoder: JpegDecoder,
+    budget: BudgetRef,
+}
+
+/// The decode budget of a transform: the process-wide one, or its own (compared by identity).
+#[derive(Debug, Clone, Default)]
+struct BudgetRef(Option<Arc<DecodeBudget>>);
+
+impl PartialEq for BudgetRef {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Default for ImageTransform {
@@ -122,6 +146,8 @@ impl ImageTransform {
             mean: OPENAI_DATASET_MEAN.map(|v| v as f32),
             std: OPENAI_DATASET_STD.map(|v| v as f32),
             max_pixels: 2 * PIL_MAX_IMAGE_PIXELS,
+            jpeg_decoder: JpegDecoder::default(),
+            budget: BudgetRef::default(),
         }
     }
 
@@ -145,6 +171,8 @@ impl ImageTransform {
             mean: mean.map(|v| v as f32),
             std: std.map(|v| v as f32),
             max_pixels: 2 * PIL_MAX_IMAGE_PIXELS,
+            jpeg_decoder: JpegDecoder::default(),
+            budget: BudgetRef::default(),
         })
     }
 
@@ -154,6 +182,36 @@ impl ImageTransform {
     pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
         self.max_pixels = max_pixels;
         self
+    }
+
+    /// Chooses the JPEG decoder (default [`JpegDecoder::Libjpeg`] with the `libjpeg` feature:
+    /// pixel-identical to Pillow; [`JpegDecoder::Zune`] otherwise).
+    pub fn with_jpeg_decoder(mut self, decoder: JpegDecoder) -> Self {
+        self.jpeg_decoder = decoder;
+        self
+    }
+
+    /// The JPEG decoder in use.
+    pub fn jpeg_decoder(&self) -> JpegDecoder {
+        self.jpeg_decoder
+    }
+
+    /// Makes the `apply_*` methods reserve their decodes' memory from `budget` instead of the
+    /// process-wide [`DecodeBudget::global`] (see [`DecodeBudget`]).
+    pub fn with_decode_budget(mut self, budget: Arc<DecodeBudget>) -> Self {
+        self.budget = BudgetRef(Some(budget));
+        self
+    }
+
+    /// The transform's own decode budget, `None` when it uses [`DecodeBudget::global`].
+    pub fn decode_budget(&self) -> Option<&Arc<DecodeBudget>> {
+        self.budget.0.as_ref()
+    }
+
+    /// The bytes decoding `bytes` is expected to hold at its peak (from the header alone),
+    /// which the `apply_*` methods reserve from the decode budget.
+    pub fn decode_estimate(&self, bytes: &[u8]) -> u64 {
+        decode::estimate(bytes, "<bytes>", self.max_pixels)
     }
 
     /// Output side length (224 for ViT-H-14).
@@ -212,7 +270,12 @@ impl ImageTransform {
             path: path.to_owned(),
             source: e,
         })?;
-        decode::decode_bytes(&bytes, &path.display().to_string(), self.max_pixels)
+        decode::decode_bytes(
+            &bytes,
+            &path.display().to_string(),
+            self.max_pixels,
+            self.jpeg_decoder,
+        )
     }
 
     /// Decodes an encoded image (PNG, JPEG, GIF, WebP, BMP, TIFF) into a [`PilImage`].
@@ -222,7 +285,19 @@ impl ImageTransform {
     /// for corrupt or truncated data, [`ImageError::ZeroSize`], [`ImageError::Unsupported`],
     /// [`ImageError::TooManyPixels`] above the limit.
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<PilImage, ImageError> {
-        decode::decode_bytes(bytes, "<bytes>", self.max_pixels)
+        decode::decode_bytes(bytes, "<bytes>", self.max_pixels, self.jpeg_decoder)
+    }
+
+    /// Decodes and transforms encoded data under the decode budget.
+    fn apply_encoded(&self, bytes: &[u8], origin: &str) -> Result<Vec<f32>, ImageError> {
+        let need = decode::estimate(bytes, origin, self.max_pixels);
+        let budget: &DecodeBudget = match &self.budget.0 {
+            Some(b) => b,
+            None => DecodeBudget::global()?,
+        };
+        let _permit = budget.acquire(need);
+        let img = decode::decode_bytes(bytes, origin, self.max_pixels, self.jpeg_decoder)?;
+        self.apply(&img)
     }
 
     /// Maps a decoded `image::DynamicImage` to a [`PilImage`] (see the module docs of `decode`:
@@ -347,20 +422,30 @@ impl ImageTransform {
         self.normalize(&self.crop_rgb(img)?)
     }
 
-    /// Decodes and transforms a file: `[3, size, size]` f32, CHW.
+    /// Decodes and transforms a file: `[3, size, size]` f32, CHW. The decode reserves its
+    /// estimated memory from the decode budget first (see [`DecodeBudget`]), waiting while
+    /// concurrent decodes hold it.
     ///
     /// # Errors
-    /// As [`ImageTransform::decode_path`].
+    /// As [`ImageTransform::decode_path`]; [`ImageError::InvalidConfig`] for an invalid
+    /// [`DECODE_MEMORY_ENV`].
     pub fn apply_path(&self, path: impl AsRef<Path>) -> Result<Vec<f32>, ImageError> {
-        self.apply(&self.decode_path(path)?)
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| ImageError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        self.apply_encoded(&bytes, &path.display().to_string())
     }
 
-    /// Decodes and transforms an encoded image in memory: `[3, size, size]` f32, CHW.
+    /// Decodes and transforms an encoded image in memory: `[3, size, size]` f32, CHW, under the
+    /// decode budget like [`ImageTransform::apply_path`].
     ///
     /// # Errors
-    /// As [`ImageTransform::decode_bytes`].
+    /// As [`ImageTransform::decode_bytes`]; [`ImageError::InvalidConfig`] for an invalid
+    /// [`DECODE_MEMORY_ENV`].
     pub fn apply_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
-        self.apply(&self.decode_bytes(bytes)?)
+        self.apply_encoded(bytes, "<bytes>")
     }
 
     /// Transforms an `image::DynamicImage`: `[3, size, size]` f32, CHW.
@@ -385,7 +470,8 @@ impl ImageTransform {
     }
 
     /// Transforms many images in parallel (rayon, one image per task), keeping their order.
-    /// Returns one `[3, size, size]` CHW vector per image.
+    /// Returns one `[3, size, size]` CHW vector per image. Concurrent decodes together stay
+    /// within the decode budget ([`DecodeBudget`], default 4 GiB): tasks wait for it.
     ///
     /// # Errors
     /// [`ImageError::EmptyBatch`] for no inputs; otherwise the first failing image's error
