@@ -14,6 +14,7 @@
 //!   the frame's extent if the frame overflows it; pixels outside the frame are the transparent
 //!   index if the frame has one, else 0.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 
 use image::ImageDecoder;
@@ -65,7 +66,7 @@ pub(crate) fn decode_palette_bmp(
         source: e,
     };
     // Reads the headers and the palette only.
-    let mut decoder = BmpDecoder::new(Cursor::new(bytes)).map_err(dec)?;
+    let decoder = BmpDecoder::new(Cursor::new(bytes)).map_err(dec)?;
     let Some(palette) = decoder.get_palette().map(<[[u8; 3]]>::to_vec) else {
         return Ok(None);
     };
@@ -74,19 +75,23 @@ pub(crate) fn decode_palette_bmp(
     let (bits, colors) = bmp_bits_and_colors(bytes);
     // image pads the palette to 256 entries; Pillow's has the header's `colors` entries.
     let palette = palette[..palette.len().min(colors)].to_vec();
-    decoder.set_indexed_color(true);
-    let mut idx = vec![0u8; usize::try_from(decoder.total_bytes()).unwrap_or(usize::MAX)];
-    decoder.read_image(&mut idx).map_err(dec)?;
+    // image's indexed output mis-handles 1/4-bit rows, so decode to RGB through the palette
+    // and map back: a P image's transform only depends on the colours of its indices
+    // (NEAREST resize, then palette lookup), so any index of a colour is as good.
+    let rgb = image::DynamicImage::from_decoder(decoder)
+        .map_err(dec)?
+        .to_rgb8()
+        .into_raw();
     let (w, h) = (w as usize, h as usize);
     let black_white = match palette.len() {
         2 => palette == [[0, 0, 0], [255, 255, 255]],
         1 => palette == [[0, 0, 0]],
         _ => false,
     };
+    let first_channel = || rgb.chunks_exact(3).map(|p| p[0]).collect::<Vec<u8>>();
     let img = if black_white {
-        // Indices 0/1 -> 0/255 (Pillow's raw mode `1`).
-        let px = idx.iter().map(|&i| if i == 0 { 0 } else { 255 }).collect();
-        PilImage::from_u8(PilMode::Bilevel, w, h, px)?
+        // Pillow's raw mode `1`: index 0/1 -> 0/255, the palette's own colours.
+        PilImage::from_u8(PilMode::Bilevel, w, h, first_channel())?
     } else if palette.len() > 2 && identity_greys(&palette) {
         if bits != 8 {
             return Err(ImageError::Unsupported {
@@ -94,8 +99,31 @@ pub(crate) fn decode_palette_bmp(
                 what: "BMP below 8 bits with an identity grey palette (Pillow misreads it)".into(),
             });
         }
-        PilImage::from_u8(PilMode::L, w, h, idx)?
+        PilImage::from_u8(PilMode::L, w, h, first_channel())?
     } else {
+        let mut palette = palette;
+        let mut index: HashMap<[u8; 3], u8> = HashMap::new();
+        for (i, c) in palette.iter().enumerate().take(256) {
+            index.entry(*c).or_insert(i as u8);
+        }
+        let mut idx = Vec::with_capacity(w * h);
+        for p in rgb.chunks_exact(3) {
+            let c = [p[0], p[1], p[2]];
+            let i = match index.get(&c) {
+                Some(&i) => i,
+                None => {
+                    // An index past the palette reads as black (image and Pillow alike).
+                    let i = u8::try_from(palette.len()).map_err(|_| ImageError::Corrupt {
+                        origin: origin.to_owned(),
+                        what: "BMP colour outside a full palette".into(),
+                    })?;
+                    palette.push(c);
+                    index.insert(c, i);
+                    i
+                }
+            };
+            idx.push(i);
+        }
         PilImage::from_palette(w, h, idx, palette)?
     };
     Ok(Some(img))

@@ -4,9 +4,9 @@
 //! count: 1 -> `L`, 3 -> `RGB`, 4 -> `CMYK` (raw mode `CMYK;I`: Adobe polarity, every sample
 //! inverted), anything else is an error. It asks libjpeg-turbo for `JCS_GRAYSCALE` / `JCS_RGB` /
 //! `JCS_CMYK` with libjpeg's defaults (islow IDCT, fancy upsampling, no draft scaling), so
-//! libjpeg converts YCbCr -> RGB and YCCK -> CMYK itself. A file whose data ends before the last
-//! scanline is an error (`image file is truncated`); what follows the last scanline is read to
-//! EOI by `jpeg_finish_decompress`, whose errors are errors too.
+//! libjpeg converts YCbCr -> RGB and YCCK -> CMYK itself. Data that ends before the EOI marker
+//! is an error (Pillow: `image file is truncated`, even when only the EOI is missing); what
+//! follows EOI is ignored.
 //!
 //! - [`JpegDecoder::Libjpeg`] (feature `libjpeg`, default): libjpeg-turbo's C code (the MozJPEG
 //!   fork's decoder, built without SIMD; libjpeg-turbo's SIMD and C paths are bit-exact), set up
@@ -178,7 +178,7 @@ fn decode_libjpeg(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImag
         source: LibjpegError(message),
     };
     let hit_eof = Cell::new(false);
-    let truncated = || fail("the data ends before the last scanline (truncated file)".into());
+    let truncated = || fail("the data ends before the EOI marker (truncated file)".into());
     let decode = || -> Result<PilImage, ImageError> {
         let reader = EofReader {
             rest: bytes,
@@ -203,11 +203,13 @@ fn decode_libjpeg(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImag
         // libjpeg's defaults, as Pillow leaves them: JDCT_ISLOW, fancy upsampling, scale 1/1.
         let mut started = dec.to_colorspace(out).map_err(io)?;
         let mut data = started.read_scanlines::<u8>().map_err(io)?;
+        // Pillow calls jpeg_finish_decompress too (reads up to EOI).
+        started.finish().map_err(io)?;
+        // Data ending anywhere before EOI (even just the EOI marker missing) is
+        // Pillow's "image file is truncated".
         if hit_eof.get() {
             return Err(truncated());
         }
-        // Pillow calls jpeg_finish_decompress too (reads to EOI; a missing EOI is no error).
-        started.finish().map_err(io)?;
         invert_cmyk(mode, &mut data);
         PilImage::from_u8(mode, w, h, data)
     };
