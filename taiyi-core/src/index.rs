@@ -140,10 +140,11 @@ impl EmbeddingIndex {
     /// non-finite).
     pub fn load(npy: &Path) -> Result<Self, ClipError> {
         let (shape, values) = crate::npy::read_f32(npy)?;
-        let [n, d] = shape[..] else {
+        // d ≥ 1 bounds the row count by the file's size (the reader checked the data length).
+        let [n, d @ 1..] = shape[..] else {
             return Err(ClipError::Npy {
                 path: npy.to_path_buf(),
-                message: format!("expected a 2-D [n, d] array, found shape {shape:?}"),
+                message: format!("expected a 2-D [n, d] array with d ≥ 1, found shape {shape:?}"),
             });
         };
         let mut embeddings =

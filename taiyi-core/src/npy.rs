@@ -1,4 +1,4 @@
-//! Minimal NumPy `.npy` (format 1.0) reading and writing for little-endian float32 arrays, the
+//! Minimal NumPy `.npy` reading (formats 1.0–3.0) and writing (1.0) for little-endian float32 arrays, the
 //! format the CLI writes embeddings and pixels in (`np.load` reads them as they are).
 //!
 //! Writes go through [`AtomicFile`]: the array goes to a temporary file next to the target,
@@ -10,9 +10,11 @@ use std::path::Path;
 use crate::ClipError;
 use crate::outfile::AtomicFile;
 
+pub mod header;
+
 /// The `.npy` 1.0 header of a C-order little-endian float32 array of `shape`: magic, version,
 /// length, and the dict padded with spaces to a multiple of 64 bytes.
-fn header(shape: &[usize]) -> Vec<u8> {
+fn header_bytes(shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_str = if dims.len() == 1 {
         format!("({},)", dims[0])
@@ -43,7 +45,7 @@ pub fn encode_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, ClipError> {
             message: format!("npy shape {shape:?} does not hold {} values", data.len()),
         });
     }
-    let mut bytes = header(shape);
+    let mut bytes = header_bytes(shape);
     bytes.reserve(data.len() * 4);
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
@@ -82,7 +84,7 @@ impl NpyWriter {
                 message: format!("npy shape {shape:?} is too large"),
             })?;
         let mut file = AtomicFile::create(path)?;
-        file.write(&header(shape))?;
+        file.write(&header_bytes(shape))?;
         Ok(Self {
             file,
             expected,
@@ -138,64 +140,73 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
 }
 
 /// Read a little-endian float32 `.npy` file: returns its shape and values (C order).
+///
+/// The header is parsed as the format defines it ([`header`]); versions 1.0, 2.0 and 3.0 are
+/// read. Only `'<f4'`, C-order arrays are accepted, and the data must be exactly as long as the
+/// shape says (every size is checked for overflow before use).
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), ClipError> {
     let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |message: &str| ClipError::Npy {
+    parse_f32(&bytes).map_err(|message| ClipError::Npy {
         path: path.to_path_buf(),
-        message: message.to_string(),
-    };
+        message,
+    })
+}
+
+/// [`read_f32`] on the bytes of a file; the error is the reason, in words.
+pub fn parse_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file (bad magic)"));
+        return Err("not a .npy file (bad magic)".into());
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        _ => return Err(bad("unsupported .npy version")),
+    let (header_len, start) = match (bytes[6], bytes[7]) {
+        (1, 0) => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        (2 | 3, 0) if bytes.len() >= 12 => {
+            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (usize::try_from(n).unwrap_or(usize::MAX), 12)
+        }
+        (major, minor) => return Err(format!("unsupported .npy version {major}.{minor}")),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated or non-UTF-8 header"))?;
-    if !header.contains("'descr': '<f4'") {
-        return Err(bad(
-            "only little-endian float32 ('<f4') arrays are supported",
+    if header_len > header::MAX_HEADER_BYTES {
+        return Err(format!(
+            "header of {header_len} bytes exceeds the limit of {}",
+            header::MAX_HEADER_BYTES
         ));
     }
-    if header.contains("'fortran_order': True") {
-        return Err(bad("Fortran-order arrays are not supported"));
+    let text = bytes
+        .get(start..start + header_len)
+        .ok_or("the file ends inside the header")?;
+    // 1.0 and 2.0 headers are latin-1, 3.0 UTF-8: both are ASCII for every valid header.
+    let h = header::parse(text).map_err(|e| format!("invalid header: {e}"))?;
+    if h.descr != "<f4" {
+        return Err(format!(
+            "dtype '{}' is not supported: only little-endian float32 ('<f4')",
+            h.descr
+        ));
     }
-    let shape_str = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split('(').nth(1))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape in header"))?;
-    let shape = shape_str
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape entry")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let count: usize = shape.iter().product();
+    if h.fortran_order && h.shape.iter().filter(|&&d| d > 1).count() > 1 {
+        return Err("Fortran-order arrays are not supported".into());
+    }
+    let count = h
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| format!("shape {:?} overflows", h.shape))?;
     let body = &bytes[start + header_len..];
-    if body.len() != count * 4 {
-        return Err(bad(&format!(
-            "data holds {} bytes, shape {shape:?} needs {}",
+    if body.len() != count {
+        return Err(format!(
+            "data holds {} bytes, shape {:?} needs {count}",
             body.len(),
-            count * 4
-        )));
+            h.shape
+        ));
     }
     let values = body
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    Ok((shape, values))
+    Ok((h.shape, values))
 }
 
 #[cfg(test)]
@@ -232,5 +243,53 @@ mod tests {
             Err(ClipError::Io { .. })
         ));
         Ok(())
+    }
+
+    fn npy(header: &str, body: &[u8]) -> Vec<u8> {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn headers_are_parsed_not_searched() {
+        let f8 = 1.5f64.to_le_bytes();
+        // A spoofed descr: '<f8' data whose header mentions '<f4' elsewhere.
+        let spoof =
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': \"'descr': '<f4'\"}\n";
+        assert!(parse_f32(&npy(spoof, &[f8, f8].concat())).is_err());
+        let f8 = "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }\n";
+        assert!(
+            parse_f32(&npy(f8, &1.5f64.to_le_bytes()))
+                .unwrap_err()
+                .contains("<f8")
+        );
+        // fortran_order without a space is still Fortran order.
+        let fortran = "{'descr':'<f4','fortran_order':True,'shape':(2,2)}\n";
+        assert!(parse_f32(&npy(fortran, &[0u8; 16])).is_err());
+        let c_order = "{'descr':'<f4','fortran_order':False,'shape':(2,2)}\n";
+        assert_eq!(
+            parse_f32(&npy(c_order, &[0u8; 16])).map(|r| r.0),
+            Ok(vec![2, 2])
+        );
+        // Sizes: a huge empty shape, overflowing products, a body of the wrong length.
+        let huge =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 0), }\n";
+        assert!(parse_f32(&npy(huge, &[])).is_err());
+        let overflow =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }\n";
+        assert!(
+            parse_f32(&npy(overflow, &[]))
+                .unwrap_err()
+                .contains("overflows")
+        );
+        assert!(parse_f32(&npy(c_order, &[0u8; 12])).is_err());
+        // Version 2.0 with a length past the end, an unknown version.
+        let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
+        v2.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_f32(&v2).is_err());
+        assert!(parse_f32(b"\x93NUMPY\x04\x00\x00\x00").is_err());
     }
 }

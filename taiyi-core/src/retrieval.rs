@@ -71,4 +71,22 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn empty_rows_cannot_claim_any_count() -> Result<(), ClipError> {
+        let dir = std::env::temp_dir().join(format!("taiyi-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| ClipError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let p = dir.join("zero-width.npy");
+        crate::npy::write_f32(&p, &[1 << 62, 0], &[])?;
+        assert!(matches!(
+            EmbeddingIndex::load(&p),
+            Err(ClipError::Npy { .. })
+        ));
+        crate::npy::write_f32(&p, &[2, 1], &[1.0, 2.0])?;
+        assert_eq!(EmbeddingIndex::load(&p)?.names, ["0", "1"]);
+        Ok(())
+    }
 }

@@ -29,7 +29,7 @@ mod load;
 mod model;
 
 pub use config::{Activation, VisionConfig};
-pub use load::{LoadedVision, OPEN_CLIP_WEIGHT_FILES, open_clip_weights_in};
+pub use load::{LoadedVision, MAX_ABS_LOGIT_SCALE, OPEN_CLIP_WEIGHT_FILES, open_clip_weights_in};
 pub use model::{
     Attention, AttentionKernel, Mlp, ResidualAttentionBlock, Transformer, VisionTransformer,
 };
@@ -53,8 +53,9 @@ pub enum VisionError {
         /// What the file looks like instead, if recognised.
         hint: String,
     },
-    /// `logit_scale` is present but is not a single finite number.
-    #[error("logit_scale in {path} is not a single finite number: {message}")]
+    /// `logit_scale` is present but is not a single finite number whose `exp()` is a sane
+    /// temperature (see [`MAX_ABS_LOGIT_SCALE`]).
+    #[error("logit_scale in {path} is not a single finite number with a sane exp(): {message}")]
     LogitScale {
         /// The file.
         path: PathBuf,

@@ -16,6 +16,11 @@ pub fn open_clip_weights_in(dir: impl AsRef<Path>) -> Result<PathBuf, VisionErro
     Ok(find_in_dir(dir.as_ref(), OPEN_CLIP_WEIGHT_FILES)?)
 }
 
+/// Largest `|logit_scale|` accepted: `exp()` within [1e-4, 1e4]. open_clip clamps it to
+/// ln(100) ≈ 4.6 in training; beyond ln(1e4) the logits are absurd (and past ~88.7 `exp()`
+/// overflows f32 to inf, which made every probability NaN).
+pub const MAX_ABS_LOGIT_SCALE: f32 = 9.210_34;
+
 /// A loaded image tower and the checkpoint's CLIP temperature.
 #[derive(Debug)]
 pub struct LoadedVision<B: Backend> {
@@ -85,7 +90,16 @@ impl<B: Backend> VisionTransformer<B> {
         let logit_scale = if ckpt.contains("logit_scale") {
             let values = ckpt.take_f32("logit_scale")?;
             match values.as_slice() {
-                [v] if v.is_finite() => Some(*v),
+                [v] if v.is_finite() && v.abs() <= MAX_ABS_LOGIT_SCALE => Some(*v),
+                [v] if v.is_finite() => {
+                    return Err(VisionError::LogitScale {
+                        path,
+                        message: format!(
+                            "{v} gives a temperature exp({v}) = {:e}, outside [1e-4, 1e4]",
+                            v.exp()
+                        ),
+                    });
+                }
                 _ => {
                     return Err(VisionError::LogitScale {
                         path,

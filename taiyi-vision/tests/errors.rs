@@ -247,6 +247,56 @@ fn bad_logit_scale_is_an_error() {
 }
 
 #[test]
+fn overflowing_or_absurd_logit_scale_is_an_error() {
+    // exp(100) is inf in f32 (all probabilities NaN); exp(20) = 5e8 is no temperature.
+    for bad in [100.0f32, 20.0, -20.0] {
+        let path = edited(&format!("logit-scale-{bad}"), |rows| {
+            let row = rows.iter_mut().find(|r| r.0 == "logit_scale").unwrap();
+            row.3 = bad.to_le_bytes().to_vec();
+        });
+        let err = load_err(&path);
+        assert!(
+            matches!(err, VisionError::LogitScale { .. }),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn non_finite_weight_is_an_error_naming_the_key() {
+    let path = edited("nan-weight", |rows| {
+        let row = rows
+            .iter_mut()
+            .find(|r| r.0 == "visual.conv1.weight")
+            .unwrap();
+        row.3[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    match load_err(&path) {
+        VisionError::Store(StoreError::NonFinite { key, index: 1, .. }) => {
+            assert_eq!(key, "conv1.weight");
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn integer_weight_is_a_typed_error_not_a_crash() {
+    let path = edited("int-weight", |rows| {
+        let row = rows
+            .iter_mut()
+            .find(|r| r.0 == "visual.conv1.weight")
+            .unwrap();
+        row.1 = safetensors::Dtype::I32;
+    });
+    match load_err(&path) {
+        VisionError::Store(StoreError::DType { key, expected, .. }) => {
+            assert_eq!((key.as_str(), expected), ("conv1.weight", "float"));
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
 fn invalid_configs_are_rejected() {
     let device = Default::default();
     for config in [

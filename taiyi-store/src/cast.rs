@@ -1,0 +1,120 @@
+//! The float adapter of strict loading: casts float tensors to the model's dtype while they are
+//! read and refuses non-finite values (NaN, ±inf, or finite values the cast overflows).
+
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use burn::tensor::{DType, TensorData};
+use burn_store::{ModuleAdapter, TensorSnapshot, TensorSnapshotError};
+use half::{bf16, f16};
+
+/// A non-finite value found while reading a tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NonFinite {
+    /// The tensor's path (burn layout).
+    pub key: String,
+    /// Flat index of the first offending element (row-major, as stored).
+    pub index: usize,
+    /// The value as stored (finite if the cast overflowed).
+    pub value: f64,
+    /// The dtype it overflowed in, when the stored value was finite.
+    pub overflow: Option<DType>,
+}
+
+/// First non-finite element of float `data`, with its value widened to f64.
+pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
+    fn scan<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> Option<(usize, f64)> {
+        v.iter()
+            .map(|&x| f(x))
+            .enumerate()
+            .find(|(_, x)| !x.is_finite())
+    }
+    match data.dtype {
+        DType::F32 | DType::Flex32 => scan(data.as_slice::<f32>().ok()?, f64::from),
+        DType::F64 => scan(data.as_slice::<f64>().ok()?, |x| x),
+        DType::F16 => scan(data.as_slice::<f16>().ok()?, f64::from),
+        DType::BF16 => scan(data.as_slice::<bf16>().ok()?, f64::from),
+        _ => None,
+    }
+}
+
+/// Casts floating-point tensors to one dtype while they are read, and checks them.
+#[derive(Debug, Clone)]
+pub(crate) struct CastFloat {
+    /// Target dtype.
+    pub target: DType,
+    /// The first non-finite tensor met (the reader's error only carries a string).
+    pub found: Arc<Mutex<Option<NonFinite>>>,
+}
+
+impl CastFloat {
+    pub(crate) fn new(target: DType) -> Self {
+        Self {
+            target,
+            found: Arc::default(),
+        }
+    }
+
+    /// The first non-finite tensor seen, if any.
+    pub(crate) fn take_found(&self) -> Option<NonFinite> {
+        self.found.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+impl ModuleAdapter for CastFloat {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        let target = self.target;
+        if !snapshot.dtype.is_float() {
+            return snapshot.clone();
+        }
+        let read = snapshot.clone_data_fn();
+        let found = Arc::clone(&self.found);
+        let key = snapshot.full_path();
+        let cast = move || -> Result<TensorData, TensorSnapshotError> {
+            let data = read()?;
+            let report = |index: usize, value: f64, overflow: Option<DType>| {
+                if let Ok(mut g) = found.lock()
+                    && g.is_none()
+                {
+                    *g = Some(NonFinite {
+                        key: key.clone(),
+                        index,
+                        value,
+                        overflow,
+                    });
+                }
+                TensorSnapshotError::DataError(format!("non-finite value at index {index}"))
+            };
+            if let Some((i, v)) = first_non_finite(&data) {
+                return Err(report(i, v, None));
+            }
+            if data.dtype == target {
+                return Ok(data);
+            }
+            // Only a narrowing cast (to f16/bf16) can overflow: keep the source for the report.
+            let narrowing = target.size() < data.dtype.size() || target == DType::F16;
+            let source = narrowing.then(|| data.clone());
+            let cast = data.convert_dtype(target);
+            if let Some((i, _)) = first_non_finite(&cast) {
+                let stored = source
+                    .map(|d| d.convert_dtype(DType::F64))
+                    .and_then(|d| d.as_slice::<f64>().ok().and_then(|v| v.get(i).copied()))
+                    .unwrap_or(f64::NAN);
+                return Err(report(i, stored, Some(target)));
+            }
+            Ok(cast)
+        };
+        TensorSnapshot::from_closure(
+            Rc::new(cast),
+            target,
+            snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
