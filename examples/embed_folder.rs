@@ -1,5 +1,5 @@
 //! Embed every image of a folder and write the L2-normalised features as a `.npy` file
-//! (`[n, 1024]` float32) with the file names in `OUT.npy.names.txt`, ready for
+//! (`[n, 1024]` float32) with the file names in its manifest `OUT.npy.names.json`, ready for
 //! `taiyi search --index OUT.npy`.
 //!
 //! ```text
@@ -10,22 +10,15 @@ use std::path::PathBuf;
 
 use burn::backend::Flex;
 use taiyi_core::retrieval::EmbeddingIndex;
-use taiyi_core::{ImageEncoder, ImageSource, VisionConfig, hub, npy, to_vec};
+use taiyi_core::{ImageEncoder, ImageSource, VisionConfig, hub, to_vec, walk};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(folder), Some(out)) = (args.next(), args.next()) else {
         return Err("usage: embed_folder FOLDER OUT.npy".into());
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                ["jpg", "jpeg", "png", "webp"].contains(&x.to_ascii_lowercase().as_str())
-            })
-        })
-        .collect();
-    files.sort();
+    let files = walk::image_files(std::path::Path::new(&folder), walk::WalkOptions::default())?;
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
 
     let device = Default::default();
     let checkpoint = hub::resolve_vision_file(None, &hub::HubOptions::from_env())?;
@@ -38,9 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let features = taiyi_core::l2_normalize(features);
     let [n, d] = features.dims();
     let out = PathBuf::from(out);
-    npy::write_f32(&out, &[n, d], &to_vec(features)?)?;
-    let names: String = files.iter().map(|p| format!("{}\n", p.display())).collect();
-    npy::write_atomic(&EmbeddingIndex::names_path(&out), names.as_bytes())?;
+    EmbeddingIndex::write(&out, d, &to_vec(features)?, &names, true, &[])?;
     println!("wrote {} [{n}, {d}]", out.display());
     Ok(())
 }

@@ -106,9 +106,10 @@ fn zero_shot_json_matches_the_reference() {
         "--vision-arch",
         "tiny",
         "--json",
-        "--image",
     ];
-    args.extend(images.iter().map(String::as_str)); // several paths after one --image
+    for img in &images {
+        args.extend(["--image", img.as_str()]); // --image repeated; positionals are labels
+    }
     let labels: Vec<String> = exp["labels"]
         .as_array()
         .expect("labels")
@@ -217,8 +218,11 @@ fn embed_and_search_round_trip() {
         &idx_s,
     ]);
     assert_eq!(read_npy_shape(&idx), vec![2, 16]);
-    let names = std::fs::read_to_string(format!("{idx_s}.names.txt")).expect("names");
-    assert_eq!(names.lines().count(), 2);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{idx_s}.names.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["names"].as_array().expect("names").len(), 2);
     let txt = tmp("texts.npy");
     let txt_s = txt.to_string_lossy().to_string();
     ok(&[

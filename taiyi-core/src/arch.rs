@@ -6,8 +6,9 @@ use taiyi_vision::VisionConfig;
 use crate::ClipError;
 
 fn bad(spec: &str, reason: impl Into<String>) -> ClipError {
-    ClipError::Mismatch {
-        message: format!("vision architecture '{spec}': {}", reason.into()),
+    ClipError::Architecture {
+        spec: format!("'{spec}'"),
+        reason: reason.into(),
     }
 }
 
@@ -123,9 +124,90 @@ pub fn vision_config(spec: &str) -> Result<VisionConfig, ClipError> {
             path: path.to_path_buf(),
             source,
         })?;
-        return vision_config_from_open_clip_json(&text);
+        return vision_config_from_open_clip_json(&text).map_err(|e| match e {
+            ClipError::Architecture { reason, .. } => ClipError::Architecture {
+                spec: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        });
     }
     vision_config_by_name(spec)
+}
+
+/// The shape of the image tower a checkpoint holds: `(image_size, patch_size, width, layers)`,
+/// read from its `conv1.weight`, `positional_embedding` and block keys (no tensor is read).
+fn checkpoint_shape(ckpt: &taiyi_store::Checkpoint) -> Option<(usize, usize, usize, usize)> {
+    let conv = ckpt
+        .keys()
+        .filter(|k| k.ends_with("conv1.weight"))
+        .min_by_key(|k| k.len())?
+        .to_string();
+    let prefix = conv.strip_suffix("conv1.weight")?;
+    let [width, _, patch, _] = ckpt.shape(&conv)?[..] else {
+        return None;
+    };
+    let tokens = ckpt.shape(&format!("{prefix}positional_embedding"))?[0];
+    let grid = (tokens.saturating_sub(1) as f64).sqrt().round() as usize;
+    let blocks = format!("{prefix}transformer.resblocks.");
+    let layers = ckpt
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix(&blocks)?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |n| n + 1);
+    Some((grid * patch, patch, width, layers))
+}
+
+/// The preset names tried by [`check_checkpoint`] for a hint.
+const PRESETS: &[&str] = &["ViT-H-14", "ViT-L-14", "ViT-B-16", "ViT-B-32", "tiny"];
+
+/// Refuse, before loading, a checkpoint whose image tower is not `config`'s architecture,
+/// naming the preset that fits when one does (a ViT-L-14 file loaded with the default
+/// ViT-H-14 would otherwise fail with a list of mis-shaped tensors).
+///
+/// # Errors
+/// [`ClipError::Architecture`] with the checkpoint's shape and the preset to use.
+pub fn check_checkpoint(
+    ckpt: &taiyi_store::Checkpoint,
+    config: &VisionConfig,
+) -> Result<(), ClipError> {
+    let Some(found) = checkpoint_shape(ckpt) else {
+        return Ok(()); // Not an open_clip layout we can read: the loader reports it.
+    };
+    let (image, patch, width, layers) = found;
+    let wanted = (
+        config.image_size,
+        config.patch_size,
+        config.width,
+        config.layers,
+    );
+    if found == wanted {
+        return Ok(());
+    }
+    let fits = PRESETS.iter().find(|name| {
+        vision_config_by_name(name)
+            .is_ok_and(|c| (c.image_size, c.patch_size, c.width, c.layers) == found)
+    });
+    let hint = match fits {
+        Some(name) => format!(": it is a {name} (`--vision-arch {name}` on the command line)"),
+        None => ": give its open_clip model config (`--vision-arch FILE.json`)".to_string(),
+    };
+    Err(ClipError::Architecture {
+        spec: format!(
+            "(width {}, {} layers, patch {}, {} px)",
+            config.width, config.layers, config.patch_size, config.image_size
+        ),
+        reason: format!(
+            "{} holds a ViT of width {width}, {layers} layers, patch {patch}, {image} px{hint}",
+            ckpt.source().display()
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -90,9 +90,8 @@ impl FromStr for Precision {
             "f32" | "fp32" | "float32" => Ok(Precision::F32),
             "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            _ => Err(ClipError::InvalidDevice {
+            _ => Err(ClipError::InvalidPrecision {
                 spec: s.to_string(),
-                reason: "precision must be f32, f16 or bf16".to_string(),
             }),
         }
     }

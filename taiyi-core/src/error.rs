@@ -102,10 +102,75 @@ pub enum ClipError {
         #[source]
         source: std::io::Error,
     },
+    /// A text-tower path is a file: it must be the model directory (config.json, vocab.txt,
+    /// the weights).
+    #[error(
+        "{path} is a file: the text model is a directory holding config.json, vocab.txt and pytorch_model.bin or model.safetensors"
+    )]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The vocabulary has more entries than the text tower's embedding table.
+    #[error(
+        "{dir}: vocab.txt has {vocab} entries but config.json says vocab_size {config}: they belong to different models"
+    )]
+    VocabMismatch {
+        /// The text model directory.
+        dir: PathBuf,
+        /// Entries of vocab.txt.
+        vocab: usize,
+        /// `vocab_size` of config.json.
+        config: usize,
+    },
+    /// A precision string could not be parsed.
+    #[error("invalid precision '{spec}': it must be f32, f16 or bf16")]
+    InvalidPrecision {
+        /// What was given.
+        spec: String,
+    },
+    /// An image-tower architecture name or config is not usable.
+    #[error("vision architecture {spec}: {reason}")]
+    Architecture {
+        /// The name or config file given.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An output path names something that is not a regular file (a device node, FIFO,
+    /// socket or directory): it is never replaced.
+    #[error("{path} is not a regular file: refusing to replace it")]
+    NotRegularFile {
+        /// The path (a symbolic link resolved).
+        path: PathBuf,
+    },
+    /// An output file is read-only: it is not replaced.
+    #[error("{path} is read-only: refusing to replace it")]
+    ReadOnly {
+        /// The file (a symbolic link resolved).
+        path: PathBuf,
+    },
+    /// An output path is a symbolic link that points nowhere.
+    #[error("{path} is a symbolic link to a missing file")]
+    DanglingLink {
+        /// The link.
+        path: PathBuf,
+        /// Why it could not be resolved.
+        #[source]
+        source: std::io::Error,
+    },
     /// A `.npy` file is malformed or not a float32 matrix.
     #[error("invalid .npy file {path}: {message}")]
     Npy {
         /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An embedding index (`.npy` + manifest) is inconsistent or cannot be used.
+    #[error("embedding index {path}: {message}")]
+    Index {
+        /// The file at fault.
         path: PathBuf,
         /// What is wrong.
         message: String,

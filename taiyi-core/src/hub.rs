@@ -181,11 +181,19 @@ impl ModelPaths {
 pub fn resolve_text_dir(explicit: Option<&Path>, hub: &HubOptions) -> Result<PathBuf, ClipError> {
     match explicit
         .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(TEXT_ENV).map(PathBuf::from))
+        .or_else(|| env_path(TEXT_ENV))
     {
+        Some(p) if p.is_file() => Err(ClipError::NotADirectory { path: p }),
         Some(p) => Ok(p),
         None => hub.text_dir(),
     }
+}
+
+/// `$name` as a path; an empty value counts as unset (as `TAIYI_TEXT_MODEL=` in a shell means).
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The open_clip checkpoint: `explicit`, else `$TAIYI_VISION_MODEL`, else the hub. A directory
@@ -196,7 +204,7 @@ pub fn resolve_vision_file(
 ) -> Result<PathBuf, ClipError> {
     match explicit
         .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(VISION_ENV).map(PathBuf::from))
+        .or_else(|| env_path(VISION_ENV))
     {
         Some(p) if p.is_dir() => Ok(taiyi_store::find_in_dir(&p, VISION_WEIGHTS)?),
         Some(p) => Ok(p),

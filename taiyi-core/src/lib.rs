@@ -35,10 +35,13 @@ mod device;
 mod encoders;
 mod error;
 pub mod hub;
+mod index;
 mod model;
 pub mod npy;
+pub mod outfile;
 pub mod retrieval;
 mod shapes;
+pub mod walk;
 mod zeroshot;
 
 #[cfg(any(feature = "flex", feature = "ndarray"))]
@@ -48,13 +51,16 @@ pub use device::probe;
 pub use device::{BackendTask, DeviceSpec, Precision, cache_dir};
 pub use encoders::{
     DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, GPU_IMAGE_BATCH, GPU_TEXT_BATCH, ImageEncoder,
-    ImageSource, TextEncoder, TokenBatch, l2_normalize,
+    ImageSource, PartialFeatures, PipelineStats, TextEncoder, TokenBatch, l2_normalize,
 };
 pub use error::ClipError;
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;
-pub use zeroshot::{CHINESE_TEMPLATES, DEFAULT_TEMPLATE, Prediction, ZeroShotClassifier};
+pub use zeroshot::{
+    CHINESE_TEMPLATES, DEFAULT_TEMPLATE, Prediction, TEMPLATE_SETS, ZeroShotClassifier,
+    expand_templates,
+};
 
 pub use taiyi_preprocess::tokenizer::BertTokenizer;
 pub use taiyi_preprocess::transform::ImageTransform;

@@ -1,27 +1,20 @@
 //! Minimal NumPy `.npy` reading (formats 1.0–3.0) and writing (1.0) for little-endian float32 arrays, the
 //! format the CLI writes embeddings and pixels in (`np.load` reads them as they are).
 //!
-//! Writes are atomic: the array goes to a temporary file next to the target, which is renamed
-//! over it only once complete, so a failure never leaves a half-written file.
+//! Writes go through [`AtomicFile`]: the array goes to a temporary file next to the target,
+//! which is renamed over it only once complete, so a failure never leaves a half-written file
+//! (and only a regular file is ever replaced: see [`crate::outfile`]).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::ClipError;
+use crate::outfile::AtomicFile;
 
 pub mod header;
 
-/// Write a C-order float32 array of `shape` to `path` atomically.
-pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipError> {
-    let expected: usize = shape.iter().product();
-    if expected != data.len() {
-        return Err(ClipError::Mismatch {
-            message: format!(
-                "npy shape {shape:?} holds {expected} values, got {}",
-                data.len()
-            ),
-        });
-    }
+/// The `.npy` 1.0 header of a C-order little-endian float32 array of `shape`: magic, version,
+/// length, and the dict padded with spaces to a multiple of 64 bytes.
+fn header_bytes(shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_str = if dims.len() == 1 {
         format!("({},)", dims[0])
@@ -34,41 +27,116 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipE
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut bytes = Vec::with_capacity(10 + header.len());
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
+    bytes
+}
+
+/// A whole C-order float32 `.npy` file in memory.
+///
+/// # Errors
+/// [`ClipError::Mismatch`] if `data` does not hold the values of `shape`.
+pub fn encode_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, ClipError> {
+    let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if expected != Some(data.len()) {
+        return Err(ClipError::Mismatch {
+            message: format!("npy shape {shape:?} does not hold {} values", data.len()),
+        });
+    }
+    let mut bytes = header_bytes(shape);
+    bytes.reserve(data.len() * 4);
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
-    let io = |source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".to_string());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Write a C-order float32 array of `shape` to `path` atomically.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipError> {
+    let mut w = NpyWriter::create(path, shape)?;
+    w.write(data)?;
+    w.finish()
+}
+
+/// A float32 `.npy` written piece by piece (C order), e.g. batch by batch, without holding
+/// the whole array: the shape is fixed up front and [`NpyWriter::finish`] checks that exactly
+/// that many values came. Atomic like [`write_f32`]: dropped unfinished, it leaves the target
+/// untouched.
+#[derive(Debug)]
+pub struct NpyWriter {
+    file: AtomicFile,
+    expected: usize,
+    written: usize,
+}
+
+impl NpyWriter {
+    /// Start writing an array of `shape` to `path`.
+    ///
+    /// # Errors
+    /// As [`AtomicFile::create`], or [`ClipError::Mismatch`] if the shape overflows.
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self, ClipError> {
+        let expected = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| ClipError::Mismatch {
+                message: format!("npy shape {shape:?} is too large"),
+            })?;
+        let mut file = AtomicFile::create(path)?;
+        file.write(&header_bytes(shape))?;
+        Ok(Self {
+            file,
+            expected,
+            written: 0,
+        })
     }
-    result.map_err(io)
+
+    /// Append `values` (the next values in C order).
+    ///
+    /// # Errors
+    /// [`ClipError::Mismatch`] if they exceed the shape; [`ClipError::Io`].
+    pub fn write(&mut self, values: &[f32]) -> Result<(), ClipError> {
+        if self.written + values.len() > self.expected {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "npy array holds {} values, got at least {}",
+                    self.expected,
+                    self.written + values.len()
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.file.write(&bytes)?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Check the count and rename the file into place.
+    ///
+    /// # Errors
+    /// [`ClipError::Mismatch`] if fewer values than the shape holds were written (the target
+    /// is then untouched); [`ClipError::Io`].
+    pub fn finish(self) -> Result<(), ClipError> {
+        if self.written != self.expected {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "npy shape holds {} values, got {}",
+                    self.expected, self.written
+                ),
+            });
+        }
+        self.file.commit()
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory and a rename (see
+/// [`crate::outfile::write_atomic`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
+    crate::outfile::write_atomic(path, bytes)
 }
 
 /// Read a little-endian float32 `.npy` file: returns its shape and values (C order).

@@ -1,7 +1,7 @@
 //! Retrieval over precomputed embeddings: the best images for a text, the best texts for an
 //! image. Embeddings are L2-normalised rows, so the dot product is the cosine similarity.
 
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{ArrayView1, ArrayView2};
 
 use crate::ClipError;
 
@@ -50,73 +50,7 @@ pub fn top_k_batch(
     queries.outer_iter().map(|q| top_k(q, index, k)).collect()
 }
 
-/// An embedded collection: one normalised embedding per row, with a name per row (e.g. the
-/// image path), as `taiyi embed-image` writes it (`FILE.npy` + `FILE.npy.names.txt`).
-#[derive(Debug, Clone)]
-pub struct EmbeddingIndex {
-    /// `[n, d]` embeddings.
-    pub embeddings: Array2<f32>,
-    /// One name per row.
-    pub names: Vec<String>,
-}
-
-impl EmbeddingIndex {
-    /// The sidecar file holding the row names of `npy`.
-    pub fn names_path(npy: &std::path::Path) -> std::path::PathBuf {
-        let mut s = npy.as_os_str().to_owned();
-        s.push(".names.txt");
-        std::path::PathBuf::from(s)
-    }
-
-    /// Load `FILE.npy` and, when present, its names (`FILE.npy.names.txt`, one per line);
-    /// without names, rows are called by their number.
-    pub fn load(npy: &std::path::Path) -> Result<Self, ClipError> {
-        let (shape, values) = crate::npy::read_f32(npy)?;
-        // d ≥ 1 bounds the row count by the file's size (the reader checked the data length).
-        let (n, d) = match shape[..] {
-            [n, d] if d >= 1 => (n, d),
-            _ => {
-                return Err(ClipError::Npy {
-                    path: npy.to_path_buf(),
-                    message: format!(
-                        "expected a 2-D [n, d] array with d ≥ 1, found shape {shape:?}"
-                    ),
-                });
-            }
-        };
-        let embeddings = Array2::from_shape_vec((n, d), values).map_err(|e| ClipError::Npy {
-            path: npy.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let names_path = Self::names_path(npy);
-        let names = if names_path.is_file() {
-            let text = std::fs::read_to_string(&names_path).map_err(|source| ClipError::Io {
-                path: names_path.clone(),
-                source,
-            })?;
-            let names: Vec<String> = text.lines().map(str::to_string).collect();
-            if names.len() != n {
-                return Err(ClipError::Mismatch {
-                    message: format!(
-                        "{} names {} rows but {} holds {n}",
-                        names_path.display(),
-                        names.len(),
-                        npy.display()
-                    ),
-                });
-            }
-            names
-        } else {
-            (0..n).map(|i| i.to_string()).collect()
-        };
-        Ok(Self { embeddings, names })
-    }
-
-    /// The `k` best rows for a normalised query embedding.
-    pub fn search(&self, query: ArrayView1<'_, f32>, k: usize) -> Result<Vec<Hit>, ClipError> {
-        top_k(query, self.embeddings.view(), k)
-    }
-}
+pub use crate::index::{EmbeddingIndex, Skipped};
 
 #[cfg(test)]
 mod tests {

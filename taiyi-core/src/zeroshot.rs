@@ -28,6 +28,29 @@ pub const CHINESE_TEMPLATES: &[&str] = &[
     "一张包含{}的照片。",
 ];
 
+/// Template names that stand for a built-in set: `zh` is [`CHINESE_TEMPLATES`].
+pub const TEMPLATE_SETS: &[(&str, &[&str])] = &[("zh", CHINESE_TEMPLATES)];
+
+/// Templates with set names expanded in place (`["zh", "一张{}。"]` → the 12 Chinese templates,
+/// then `一张{}。`); duplicates after the first are dropped, the order is kept.
+pub fn expand_templates(templates: &[impl AsRef<str>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in templates {
+        let t = t.as_ref();
+        let set = TEMPLATE_SETS.iter().find(|(name, _)| *name == t);
+        let items: Vec<&str> = match set {
+            Some((_, items)) => items.to_vec(),
+            None => vec![t],
+        };
+        for item in items {
+            if !out.iter().any(|o| o == item) {
+                out.push(item.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// One class of a prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
@@ -155,5 +178,19 @@ impl<B: Backend> ZeroShotClassifier<B> {
                 row
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_sets_expand_in_place_and_keep_custom_templates() {
+        let t = expand_templates(&["zh", "一张{}。", "{}的照片。"]);
+        assert_eq!(t.len(), CHINESE_TEMPLATES.len() + 1);
+        assert_eq!(t[0], CHINESE_TEMPLATES[0]);
+        assert_eq!(t[CHINESE_TEMPLATES.len()], "一张{}。");
+        assert!(expand_templates(&[] as &[&str]).is_empty());
     }
 }

@@ -1,14 +1,45 @@
 //! [`ImageEncoder`]: open_clip image transform + ViT image tower.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use taiyi_preprocess::transform::{ImageInput, ImageTransform};
+use burn::tensor::{Tensor, TensorData};
+use taiyi_preprocess::transform::{ImageError, ImageInput, ImageTransform};
 use taiyi_vision::{VisionConfig, VisionTransformer};
 
 use super::{DEFAULT_IMAGE_BATCH, ImageSource, l2_normalize};
 use crate::{ClipError, ShapeBuckets};
+
+/// Where the time of one [`ImageEncoder::encode_raw_profiled`] call went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PipelineStats {
+    /// Images given.
+    pub images: usize,
+    /// Forward passes (chunks of at most the batch size).
+    pub chunks: usize,
+    /// Wall time of the whole call.
+    pub wall: Duration,
+    /// Time in the tower (forward passes, to device completion).
+    pub tower: Duration,
+    /// Decode + transform time (on rayon, overlapping the tower after the first chunk).
+    pub preprocess: Duration,
+    /// Time the tower waited for decoding: the part of the wall time outside the tower that
+    /// the overlap did not hide.
+    pub waiting: Duration,
+}
+
+/// What [`ImageEncoder::encode_raw_skipping`] returns.
+#[derive(Debug)]
+pub struct PartialFeatures<B: Backend> {
+    /// Raw features `[kept, dim]` of the images that could be read, in input order; `None`
+    /// when none could.
+    pub features: Option<Tensor<B, 2>>,
+    /// Each image left out: its position in the input and why.
+    pub failed: Vec<(usize, ImageError)>,
+    /// Where the time went.
+    pub stats: PipelineStats,
+}
 
 /// open_clip image transform + ViT image tower: images in, 1024-d features out.
 #[derive(Debug)]
@@ -30,7 +61,10 @@ impl<B: Backend> ImageEncoder<B> {
         config: &VisionConfig,
         device: &B::Device,
     ) -> Result<(Self, Option<f32>), ClipError> {
-        let loaded = VisionTransformer::load_open_clip(path, config, device)?;
+        config.validate()?;
+        let ckpt = taiyi_store::Checkpoint::open(path)?;
+        crate::arch::check_checkpoint(&ckpt, config)?;
+        let loaded = VisionTransformer::load_from_checkpoint(ckpt, config, device)?;
         let transform = ImageTransform::new(
             config.image_size,
             taiyi_preprocess::transform::OPENAI_DATASET_MEAN,
@@ -155,33 +189,130 @@ impl<B: Backend> ImageEncoder<B> {
     }
 
     /// [`ImageEncoder::encode_raw`], calling `progress(n_done)` after every chunk. Images are
-    /// decoded chunk by chunk, so memory stays bounded for long lists.
+    /// decoded chunk by chunk, so memory stays bounded for long lists, and the next chunk is
+    /// decoded and transformed (on rayon) while the tower runs on the current one.
     pub fn encode_raw_with_progress(
         &self,
         images: &[ImageSource],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Tensor<B, 2>, ClipError> {
+        let out = self.pipeline(images, false, progress)?;
+        out.features
+            .ok_or(ClipError::EmptyInput { what: "no images" })
+    }
+
+    /// [`ImageEncoder::encode_raw_with_progress`], also returning where the time went.
+    pub fn encode_raw_profiled(
+        &self,
+        images: &[ImageSource],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(Tensor<B, 2>, PipelineStats), ClipError> {
+        let out = self.pipeline(images, false, progress)?;
+        let features = out
+            .features
+            .ok_or(ClipError::EmptyInput { what: "no images" })?;
+        Ok((features, out.stats))
+    }
+
+    /// [`ImageEncoder::encode_raw_with_progress`] that leaves out the images that cannot be
+    /// read, decoded or transformed instead of failing on the first: returns the raw features
+    /// `[kept, 1024]` of the others in input order and, for each image left out, its position
+    /// and error (see [`PartialFeatures`]). Tower errors still fail the call.
+    ///
+    /// # Shapes
+    /// `images.len() = n` → `[n - failed.len(), dim]`.
+    pub fn encode_raw_skipping(
+        &self,
+        images: &[ImageSource],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<PartialFeatures<B>, ClipError> {
+        self.pipeline(images, true, progress)
+    }
+
+    /// Decode + transform chunk `i + 1` on a scoped thread (rayon inside) while the tower runs
+    /// on chunk `i`. With `skip`, unreadable images are collected instead of failing.
+    fn pipeline(
+        &self,
+        images: &[ImageSource],
+        skip: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<PartialFeatures<B>, ClipError> {
+        use rayon::prelude::*;
         if images.is_empty() {
             return Err(ClipError::EmptyInput { what: "no images" });
         }
-        let mut parts = Vec::with_capacity(images.len().div_ceil(self.batch_size));
-        let mut done = 0;
-        for chunk in images.chunks(self.batch_size) {
-            let pixels = self.preprocess(chunk).map_err(|e| match e {
-                ClipError::Image(taiyi_preprocess::transform::ImageError::Batch {
-                    index,
-                    source,
-                }) => ClipError::Image(taiyi_preprocess::transform::ImageError::Batch {
-                    index: index + done,
-                    source,
-                }),
-                other => other,
-            })?;
-            parts.push(self.forward_chunk(pixels)?);
-            done += chunk.len();
-            progress(done);
-        }
-        Ok(Tensor::cat(parts, 0))
+        let start = Instant::now();
+        let s = self.transform.image_size();
+        let chunks: Vec<&[ImageSource]> = images.chunks(self.batch_size).collect();
+        // Only the transform crosses threads (the tower need not be Sync).
+        let (transform, chunks_ref) = (&self.transform, &chunks);
+        let prep = move |c: usize| {
+            let t = Instant::now();
+            let out: Vec<Result<Vec<f32>, ImageError>> = chunks_ref[c]
+                .par_iter()
+                .map(|img| transform.apply_input(img.as_input()))
+                .collect();
+            (out, t.elapsed())
+        };
+        let mut stats = PipelineStats {
+            images: images.len(),
+            chunks: chunks.len(),
+            ..PipelineStats::default()
+        };
+        let mut parts = Vec::with_capacity(chunks.len());
+        let mut failed = Vec::new();
+        std::thread::scope(|scope| -> Result<(), ClipError> {
+            let mut next = Some(scope.spawn(|| prep(0)));
+            let mut done = 0;
+            for c in 0..chunks.len() {
+                let wait = Instant::now();
+                let Some(handle) = next.take() else { break };
+                let (results, took) = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                stats.waiting += wait.elapsed();
+                stats.preprocess += took;
+                if c + 1 < chunks.len() {
+                    next = Some(scope.spawn(move || prep(c + 1)));
+                }
+                let mut flat = Vec::with_capacity(results.len() * 3 * s * s);
+                let mut rows = 0;
+                for (i, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(px) => {
+                            flat.extend_from_slice(&px);
+                            rows += 1;
+                        }
+                        Err(e) if skip => failed.push((done + i, e)),
+                        Err(e) => {
+                            return Err(ClipError::Image(ImageError::Batch {
+                                index: done + i,
+                                source: Box::new(e),
+                            }));
+                        }
+                    }
+                }
+                if rows > 0 {
+                    let t = Instant::now();
+                    let data = TensorData::new(flat, [rows, 3, s, s]);
+                    let features = self.forward_chunk(Tensor::from_data(data, &self.device))?;
+                    B::sync(&self.device).map_err(|e| ClipError::Readback {
+                        message: format!("the device failed to run the queued work: {e:?}"),
+                    })?;
+                    stats.tower += t.elapsed();
+                    parts.push(features);
+                }
+                done += chunks[c].len();
+                progress(done);
+            }
+            Ok(())
+        })?;
+        stats.wall = start.elapsed();
+        Ok(PartialFeatures {
+            features: (!parts.is_empty()).then(|| Tensor::cat(parts, 0)),
+            failed,
+            stats,
+        })
     }
 
     /// L2-normalised image features `[n, 1024]` (f32, see [`l2_normalize`]).

@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 use taiyi_preprocess::transform::ImageInput;
 
-pub use image::ImageEncoder;
+pub use image::{ImageEncoder, PartialFeatures, PipelineStats};
 pub use text::{TextEncoder, TokenBatch};
 
 /// Default number of texts encoded per forward pass on CPU backends.

@@ -49,7 +49,17 @@ impl<B: Backend> TextEncoder<B> {
     pub fn from_dir(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, ClipError> {
         let dir = dir.as_ref();
         let tokenizer = BertTokenizer::from_model_dir(dir)?;
-        let (model, _config) = BertModel::from_pretrained_dir(dir, device)?;
+        // The sizes are checked before the weights are read (they take seconds).
+        let config = taiyi_text::read_config(&dir.join("config.json"))?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            // Ids past the embedding table would fail on the first text that uses them.
+            return Err(ClipError::VocabMismatch {
+                dir: dir.to_path_buf(),
+                vocab: tokenizer.vocab_size(),
+                config: config.vocab_size,
+            });
+        }
+        let (model, _) = BertModel::from_pretrained_dir(dir, device)?;
         Ok(Self::new(model, tokenizer, device.clone()))
     }
 

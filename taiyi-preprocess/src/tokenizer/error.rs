@@ -98,6 +98,18 @@ pub enum TokenizerError {
         /// The requested length.
         max_length: usize,
     },
+    /// `Padding::Fixed(n)` asks for rows too long (or a batch too large) to allocate sanely.
+    #[error(
+        "padding {rows} text(s) to {length} tokens is too much (at most {} tokens per row and {} in all)",
+        super::MAX_PADDED_LENGTH,
+        super::MAX_PADDED_CELLS
+    )]
+    PaddingTooLong {
+        /// The requested row length.
+        length: usize,
+        /// The number of rows.
+        rows: usize,
+    },
     /// `Padding::None` was asked for a batch whose rows have different lengths.
     #[error(
         "Padding::None on a batch whose rows differ in length (row 0 has {first}, row {row} has {len}); use Padding::Longest or Padding::Fixed"

@@ -43,6 +43,11 @@ use unicode::{
     is_py_space, push_lower,
 };
 
+/// The longest row [`Padding::Fixed`] may ask for (a million tokens; BERT itself takes 512).
+pub const MAX_PADDED_LENGTH: usize = 1 << 20;
+/// The most ids a padded batch may hold (2^28 = 1 GiB of `u32` ids, as much again of mask).
+pub const MAX_PADDED_CELLS: usize = 1 << 28;
+
 /// Default `model_max_length` of BERT (its 512 position embeddings).
 pub const DEFAULT_MAX_LENGTH: usize = 512;
 
@@ -420,7 +425,8 @@ impl BertTokenizer {
     /// `tokenizer(texts, padding="max_length", truncation=True, max_length=n)` for
     /// (`Padding::Fixed(n)`, any truncation). `Padding::Fixed(n)` always truncates to `n` too.
     ///
-    /// Errors: empty batch, a length below 2, `Padding::None` with rows of different lengths.
+    /// Errors: empty batch, a length below 2, `Padding::None` with rows of different lengths,
+    /// `Padding::Fixed(n)` beyond [`MAX_PADDED_LENGTH`] or [`MAX_PADDED_CELLS`] ids in all.
     pub fn encode_batch<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
@@ -444,6 +450,13 @@ impl BertTokenizer {
         };
         if let Padding::Fixed(n) = padding {
             let n = check(n)?;
+            let cells = n.checked_mul(texts.len());
+            if n > MAX_PADDED_LENGTH || cells.is_none_or(|c| c > MAX_PADDED_CELLS) {
+                return Err(TokenizerError::PaddingTooLong {
+                    length: n,
+                    rows: texts.len(),
+                });
+            }
             limit = Some(limit.map_or(n, |l| l.min(n)));
         }
         let rows: Vec<Vec<u32>> = if texts.len() >= 16 {

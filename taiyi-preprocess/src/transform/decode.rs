@@ -4,27 +4,25 @@
 //!   modes exactly as `PngImagePlugin._MODES` does (1-bit grey -> `1`, 2/4-bit grey -> `L`
 //!   scaled by 85/17, 16-bit grey -> `I;16`, 16-bit RGB(A)/LA -> RGB(A) keeping the high byte,
 //!   palette -> `P`; tRNS only adds `info["transparency"]`, which the transform ignores).
-//! - JPEG: `zune-jpeg`; 1 component -> `L`, YCbCr/RGB -> `RGB`, Adobe CMYK -> `CMYK` inverted
-//!   like Pillow's `CMYK;I` raw mode. YCCK JPEGs are rejected as unsupported. zune-jpeg's IDCT
-//!   and chroma upsampling are not libjpeg-turbo's: pixels may differ by a few levels.
-//! - Anything else the `image` crate reads (GIF, WebP, BMP, TIFF): decoded by it and mapped by
-//!   [`from_dynamic`]. Pillow opens GIFs (and 8-bit BMPs) as `P` and resizes them NEAREST;
-//!   here they arrive as RGB(A) and are resized BICUBIC, so those formats are not pixel-exact.
+//! - JPEG: [`super::jpeg`] (libjpeg-turbo as Pillow, or zune-jpeg), 1 component -> `L`,
+//!   3 -> `RGB`, 4 -> `CMYK` inverted like Pillow's `CMYK;I` raw mode.
+//! - GIF and 1/4/8-bit palette BMP: [`super::indexed`], in Pillow's modes `1` / `L` / `P`
+//!   (which Pillow, and so the transform, resizes NEAREST).
+//! - Anything else the `image` crate reads (WebP, 16/24/32-bit BMP, TIFF): decoded by it and
+//!   mapped by [`from_dynamic`].
 
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat};
-use zune_core::bytestream::ZCursor;
-use zune_core::colorspace::ColorSpace;
-use zune_core::options::DecoderOptions;
-
 use super::error::ImageError;
+use super::indexed;
+use super::jpeg::{self, JpegDecoder};
 use super::pil::{PilImage, PilMode, Samples};
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Zero-size and decompression-bomb checks from the header's size, before decoding.
-fn check_size(origin: &str, width: u64, height: u64, max_pixels: u64) -> Result<(), ImageError> {
+pub(crate) fn check_size(origin: &str, width: u64, height: u64, max_pixels: u64) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::ZeroSize {
             origin: origin.to_owned(),
@@ -45,11 +43,57 @@ fn check_size(origin: &str, width: u64, height: u64, max_pixels: u64) -> Result<
     Ok(())
 }
 
+/// Width, height and samples per pixel of the decoded image, from the header alone; `None`
+/// when it does not parse (decoding will then report the error).
+fn probe(bytes: &[u8], origin: &str) -> Option<(u64, u64, u64)> {
+    if bytes.starts_with(PNG_MAGIC) {
+        let be = |i: usize| {
+            bytes
+                .get(i..i + 4)
+                .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+        };
+        let samples = match bytes.get(25)? {
+            2 => 3,
+            4 => 2,
+            6 => 4,
+            _ => 1,
+        };
+        let wide = if bytes.get(24) == Some(&16) { 2 } else { 1 };
+        return Some((be(16)?, be(20)?, samples * wide));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let (w, h, n) = jpeg::jpeg_header(bytes, origin).ok()?;
+        return Some((w, h, n as u64));
+    }
+    let format = image::guess_format(bytes).ok()?;
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    reader.no_limits();
+    let (w, h) = reader.into_dimensions().ok()?;
+    Some((u64::from(w), u64::from(h), 4))
+}
+
+/// The bytes a decode of `bytes` is expected to hold at its peak, for the decode budget:
+/// the encoded data plus, per pixel (at most `max_pixels` of them, where decoding stops),
+/// 2 bytes per decoded sample + 2 (decoder output and working buffers, conversion copies,
+/// the resize's intermediate rows; the measurement was 7.9 bytes per RGB pixel, this
+/// gives 8). Only the encoded size when the header does not parse.
+pub(crate) fn estimate(bytes: &[u8], origin: &str, max_pixels: u64) -> u64 {
+    let len = bytes.len() as u64;
+    match probe(bytes, origin) {
+        Some((w, h, samples)) => {
+            let pixels = w.saturating_mul(h).min(max_pixels);
+            len.saturating_add(pixels.saturating_mul(2 * samples + 2))
+        }
+        None => len,
+    }
+}
+
 /// Decodes an encoded image (PNG, JPEG, GIF, WebP, BMP, TIFF) from memory.
 pub(crate) fn decode_bytes(
     bytes: &[u8],
     origin: &str,
     max_pixels: u64,
+    jpeg_decoder: JpegDecoder,
 ) -> Result<PilImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Corrupt {
@@ -61,7 +105,7 @@ pub(crate) fn decode_bytes(
         return decode_png(bytes, origin, max_pixels);
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return decode_jpeg(bytes, origin, max_pixels);
+        return jpeg::decode_jpeg(bytes, origin, max_pixels, jpeg_decoder);
     }
     let format = image::guess_format(bytes).map_err(|_| ImageError::Unsupported {
         origin: origin.to_owned(),
@@ -75,6 +119,14 @@ pub(crate) fn decode_bytes(
             origin: origin.to_owned(),
             what: format!("format {format:?}"),
         });
+    }
+    if format == ImageFormat::Gif {
+        return indexed::decode_gif(bytes, origin, max_pixels);
+    }
+    if format == ImageFormat::Bmp {
+        if let Some(img) = indexed::decode_palette_bmp(bytes, origin, max_pixels)? {
+            return Ok(img);
+        }
     }
     let dec = |e| ImageError::Decode {
         origin: origin.to_owned(),
@@ -205,51 +257,6 @@ fn decode_png(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, I
         }
     };
     Ok(img)
-}
-
-fn decode_jpeg(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, ImageError> {
-    let jerr = |e| ImageError::Jpeg {
-        origin: origin.to_owned(),
-        source: e,
-    };
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX);
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    dec.decode_headers().map_err(jerr)?;
-    let (w, h) = dec.dimensions().ok_or_else(|| ImageError::Corrupt {
-        origin: origin.to_owned(),
-        what: "JPEG without frame header".into(),
-    })?;
-    check_size(origin, w as u64, h as u64, max_pixels)?;
-    let input = dec.input_colorspace().unwrap_or(ColorSpace::YCbCr);
-    let (out_cs, mode) = match input {
-        ColorSpace::Luma => (ColorSpace::Luma, PilMode::L),
-        ColorSpace::CMYK => (ColorSpace::CMYK, PilMode::Cmyk),
-        ColorSpace::YCCK => {
-            return Err(ImageError::Unsupported {
-                origin: origin.to_owned(),
-                what: "YCCK (Adobe transform 2) JPEG".into(),
-            });
-        }
-        ColorSpace::YCbCr | ColorSpace::RGB => (ColorSpace::RGB, PilMode::Rgb),
-        other => {
-            return Err(ImageError::Unsupported {
-                origin: origin.to_owned(),
-                what: format!("JPEG colour space {other:?}"),
-            });
-        }
-    };
-    dec.set_options(dec.options().jpeg_set_out_colorspace(out_cs));
-    let mut data = dec.decode().map_err(jerr)?;
-    if mode == PilMode::Cmyk {
-        // Pillow always reads 4-component JPEGs with raw mode `CMYK;I` (Adobe polarity).
-        for v in &mut data {
-            *v = 255 - *v;
-        }
-    }
-    PilImage::from_u8(mode, w, h, data)
 }
 
 /// Maps an `image::DynamicImage` to the Pillow mode Pillow would give the same pixels:

@@ -2,6 +2,12 @@
 
 use std::path::PathBuf;
 
+/// A libjpeg(-turbo) error: the message its `format_message` wrote, or what the reader saw
+/// (e.g. data ending before the last scanline).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LibjpegError(pub String);
+
 /// Everything that can go wrong while decoding or transforming an image.
 ///
 /// Every variant that comes from a file or buffer names it (`origin`: the path, or
@@ -34,6 +40,25 @@ pub enum ImageError {
         /// The decoder's error.
         #[source]
         source: zune_jpeg::errors::DecodeErrors,
+    },
+    /// libjpeg-turbo (the default JPEG decoder, feature `libjpeg`) rejected the data (corrupt,
+    /// truncated, unsupported JPEG process, ...).
+    #[error("{origin}: corrupt or truncated JPEG (libjpeg-turbo)")]
+    Libjpeg {
+        /// Where the data came from.
+        origin: String,
+        /// libjpeg's message.
+        #[source]
+        source: LibjpegError,
+    },
+    /// The GIF decoder rejected the data.
+    #[error("{origin}: corrupt or truncated GIF")]
+    Gif {
+        /// Where the data came from.
+        origin: String,
+        /// The decoder's error.
+        #[source]
+        source: gif::DecodingError,
     },
     /// The `image` crate (GIF, WebP, BMP, TIFF) rejected the data.
     #[error("{origin}: cannot decode image: {source}")]

@@ -5,22 +5,30 @@
 //! round half to even) -> `convert("RGB")` -> `ToTensor` (`u8 as f32 / 255`) ->
 //! `Normalize` (`(x - mean) / std` in f32). The resize runs in the image's own Pillow mode
 //! (see [`PilMode`]) with a port of Pillow's fixed-point resampler, so the uint8 image that
-//! reaches `ToTensor` is bit-identical to the reference for PNG input, and so is the float
-//! output.
+//! reaches `ToTensor` is bit-identical to the reference, and so is the float output: for PNG,
+//! for JPEG with the default `libjpeg` feature ([`JpegDecoder`]; zune-jpeg without it, up to
+//! 3 u8 levels off), for GIF and palette BMP (read in Pillow's `1` / `L` / `P` modes).
+//! Concurrent decodes share a memory cap ([`DecodeBudget`]).
 
+mod apply;
+mod budget;
 mod decode;
 mod error;
+mod indexed;
+mod input;
+mod jpeg;
 mod pil;
 mod resample;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use image::DynamicImage;
-use rayon::prelude::*;
 
-pub use error::ImageError;
+pub use budget::{DECODE_MEMORY_ENV, DEFAULT_DECODE_MEMORY, DecodeBudget, DecodePermit};
+pub use error::{ImageError, LibjpegError};
+pub use input::ImageInput;
+pub use jpeg::JpegDecoder;
 pub use pil::{PilImage, PilMode};
 use resample::Window;
 
@@ -30,51 +38,6 @@ pub const OPENAI_DATASET_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 pub const OPENAI_DATASET_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (it warns above this and errors above twice this).
 pub const PIL_MAX_IMAGE_PIXELS: u64 = 89_478_485;
-
-/// One image to preprocess: a file, encoded bytes, a decoded `image::DynamicImage`, or a
-/// [`PilImage`] holding samples in a Pillow mode.
-#[derive(Debug, Clone, Copy)]
-pub enum ImageInput<'a> {
-    /// A file on disk (PNG, JPEG, GIF, WebP, BMP, TIFF).
-    Path(&'a Path),
-    /// An encoded file in memory.
-    Bytes(&'a [u8]),
-    /// A decoded image from the `image` crate.
-    Dynamic(&'a DynamicImage),
-    /// Samples in a Pillow mode.
-    Pil(&'a PilImage),
-}
-
-impl<'a> From<&'a Path> for ImageInput<'a> {
-    fn from(p: &'a Path) -> Self {
-        ImageInput::Path(p)
-    }
-}
-impl<'a> From<&'a PathBuf> for ImageInput<'a> {
-    fn from(p: &'a PathBuf) -> Self {
-        ImageInput::Path(p)
-    }
-}
-impl<'a> From<&'a [u8]> for ImageInput<'a> {
-    fn from(b: &'a [u8]) -> Self {
-        ImageInput::Bytes(b)
-    }
-}
-impl<'a> From<&'a Vec<u8>> for ImageInput<'a> {
-    fn from(b: &'a Vec<u8>) -> Self {
-        ImageInput::Bytes(b)
-    }
-}
-impl<'a> From<&'a DynamicImage> for ImageInput<'a> {
-    fn from(i: &'a DynamicImage) -> Self {
-        ImageInput::Dynamic(i)
-    }
-}
-impl<'a> From<&'a PilImage> for ImageInput<'a> {
-    fn from(i: &'a PilImage) -> Self {
-        ImageInput::Pil(i)
-    }
-}
 
 /// The open_clip evaluation transform (Resize shortest side, CenterCrop, RGB, ToTensor,
 /// Normalize). `Send + Sync`; cheap to clone.
@@ -93,6 +56,22 @@ pub struct ImageTransform {
     mean: [f32; 3],
     std: [f32; 3],
     max_pixels: u64,
+    jpeg_decoder: JpegDecoder,
+    budget: BudgetRef,
+}
+
+/// The decode budget of a transform: the process-wide one, or its own (compared by identity).
+#[derive(Debug, Clone, Default)]
+struct BudgetRef(Option<Arc<DecodeBudget>>);
+
+impl PartialEq for BudgetRef {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Default for ImageTransform {
@@ -122,6 +101,8 @@ impl ImageTransform {
             mean: OPENAI_DATASET_MEAN.map(|v| v as f32),
             std: OPENAI_DATASET_STD.map(|v| v as f32),
             max_pixels: 2 * PIL_MAX_IMAGE_PIXELS,
+            jpeg_decoder: JpegDecoder::default(),
+            budget: BudgetRef::default(),
         }
     }
 
@@ -145,6 +126,8 @@ impl ImageTransform {
             mean: mean.map(|v| v as f32),
             std: std.map(|v| v as f32),
             max_pixels: 2 * PIL_MAX_IMAGE_PIXELS,
+            jpeg_decoder: JpegDecoder::default(),
+            budget: BudgetRef::default(),
         })
     }
 
@@ -154,6 +137,36 @@ impl ImageTransform {
     pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
         self.max_pixels = max_pixels;
         self
+    }
+
+    /// Chooses the JPEG decoder (default [`JpegDecoder::Libjpeg`] with the `libjpeg` feature:
+    /// pixel-identical to Pillow; [`JpegDecoder::Zune`] otherwise).
+    pub fn with_jpeg_decoder(mut self, decoder: JpegDecoder) -> Self {
+        self.jpeg_decoder = decoder;
+        self
+    }
+
+    /// The JPEG decoder in use.
+    pub fn jpeg_decoder(&self) -> JpegDecoder {
+        self.jpeg_decoder
+    }
+
+    /// Makes the `apply_*` methods reserve their decodes' memory from `budget` instead of the
+    /// process-wide [`DecodeBudget::global`] (see [`DecodeBudget`]).
+    pub fn with_decode_budget(mut self, budget: Arc<DecodeBudget>) -> Self {
+        self.budget = BudgetRef(Some(budget));
+        self
+    }
+
+    /// The transform's own decode budget, `None` when it uses [`DecodeBudget::global`].
+    pub fn decode_budget(&self) -> Option<&Arc<DecodeBudget>> {
+        self.budget.0.as_ref()
+    }
+
+    /// The bytes decoding `bytes` is expected to hold at its peak (from the header alone),
+    /// which the `apply_*` methods reserve from the decode budget.
+    pub fn decode_estimate(&self, bytes: &[u8]) -> u64 {
+        decode::estimate(bytes, "<bytes>", self.max_pixels)
     }
 
     /// Output side length (224 for ViT-H-14).
@@ -212,7 +225,12 @@ impl ImageTransform {
             path: path.to_owned(),
             source: e,
         })?;
-        decode::decode_bytes(&bytes, &path.display().to_string(), self.max_pixels)
+        decode::decode_bytes(
+            &bytes,
+            &path.display().to_string(),
+            self.max_pixels,
+            self.jpeg_decoder,
+        )
     }
 
     /// Decodes an encoded image (PNG, JPEG, GIF, WebP, BMP, TIFF) into a [`PilImage`].
@@ -222,7 +240,7 @@ impl ImageTransform {
     /// for corrupt or truncated data, [`ImageError::ZeroSize`], [`ImageError::Unsupported`],
     /// [`ImageError::TooManyPixels`] above the limit.
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<PilImage, ImageError> {
-        decode::decode_bytes(bytes, "<bytes>", self.max_pixels)
+        decode::decode_bytes(bytes, "<bytes>", self.max_pixels, self.jpeg_decoder)
     }
 
     /// Maps a decoded `image::DynamicImage` to a [`PilImage`] (see the module docs of `decode`:
@@ -337,107 +355,6 @@ impl ImageTransform {
             }
         }
         Ok(out)
-    }
-
-    /// The whole transform on a decoded image: `[3, size, size]` f32, CHW, row-major.
-    ///
-    /// # Errors
-    /// As [`ImageTransform::crop_rgb`].
-    pub fn apply(&self, img: &PilImage) -> Result<Vec<f32>, ImageError> {
-        self.normalize(&self.crop_rgb(img)?)
-    }
-
-    /// Decodes and transforms a file: `[3, size, size]` f32, CHW.
-    ///
-    /// # Errors
-    /// As [`ImageTransform::decode_path`].
-    pub fn apply_path(&self, path: impl AsRef<Path>) -> Result<Vec<f32>, ImageError> {
-        self.apply(&self.decode_path(path)?)
-    }
-
-    /// Decodes and transforms an encoded image in memory: `[3, size, size]` f32, CHW.
-    ///
-    /// # Errors
-    /// As [`ImageTransform::decode_bytes`].
-    pub fn apply_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
-        self.apply(&self.decode_bytes(bytes)?)
-    }
-
-    /// Transforms an `image::DynamicImage`: `[3, size, size]` f32, CHW.
-    ///
-    /// # Errors
-    /// [`ImageError::ZeroSize`] for an empty image.
-    pub fn apply_dynamic(&self, img: &DynamicImage) -> Result<Vec<f32>, ImageError> {
-        self.apply(&self.from_dynamic(img)?)
-    }
-
-    /// Transforms any [`ImageInput`]: `[3, size, size]` f32, CHW.
-    ///
-    /// # Errors
-    /// The errors of the matching `apply_*` method.
-    pub fn apply_input(&self, input: ImageInput<'_>) -> Result<Vec<f32>, ImageError> {
-        match input {
-            ImageInput::Path(p) => self.apply_path(p),
-            ImageInput::Bytes(b) => self.apply_bytes(b),
-            ImageInput::Dynamic(d) => self.apply_dynamic(d),
-            ImageInput::Pil(i) => self.apply(i),
-        }
-    }
-
-    /// Transforms many images in parallel (rayon, one image per task), keeping their order.
-    /// Returns one `[3, size, size]` CHW vector per image.
-    ///
-    /// # Errors
-    /// [`ImageError::EmptyBatch`] for no inputs; otherwise the first failing image's error
-    /// (by position) wrapped in [`ImageError::Batch`].
-    pub fn apply_batch(&self, inputs: &[ImageInput<'_>]) -> Result<Vec<Vec<f32>>, ImageError> {
-        if inputs.is_empty() {
-            return Err(ImageError::EmptyBatch);
-        }
-        inputs
-            .par_iter()
-            .enumerate()
-            .map(|(index, &inp)| {
-                self.apply_input(inp).map_err(|e| ImageError::Batch {
-                    index,
-                    source: Box::new(e),
-                })
-            })
-            .collect()
-    }
-
-    /// Transforms many images in parallel into one tensor of shape `[N, 3, size, size]`.
-    ///
-    /// ```no_run
-    /// use burn::backend::Flex;
-    /// use taiyi_preprocess::transform::{ImageInput, ImageTransform};
-    /// # fn main() -> Result<(), taiyi_preprocess::transform::ImageError> {
-    /// let t = ImageTransform::default();
-    /// let a = std::path::PathBuf::from("a.png");
-    /// let b = std::fs::read("b.jpg").unwrap_or_default();
-    /// let x = t.to_tensor::<Flex>(&[ImageInput::from(&a), ImageInput::from(&b)], &Default::default())?;
-    /// assert_eq!(x.dims(), [2, 3, 224, 224]);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`ImageTransform::apply_batch`].
-    pub fn to_tensor<B: Backend>(
-        &self,
-        inputs: &[ImageInput<'_>],
-        device: &B::Device,
-    ) -> Result<Tensor<B, 4>, ImageError> {
-        let per = self.apply_batch(inputs)?;
-        let n = per.len();
-        let mut flat = Vec::with_capacity(n * self.output_len());
-        for v in per {
-            flat.extend_from_slice(&v);
-        }
-        let s = self.image_size;
-        Ok(Tensor::from_data(
-            TensorData::new(flat, [n, 3, s, s]),
-            device,
-        ))
     }
 }
 

@@ -20,7 +20,7 @@ use taiyi_core::{BackendTask, ClipError};
 use taiyi_text::{BertConfig, BertModel};
 use taiyi_vision::VisionTransformer;
 
-use crate::CliError;
+use crate::error::CliError;
 
 /// `[CLS]` of the Chinese BERT vocabulary.
 const CLS: i64 = 101;
@@ -574,14 +574,14 @@ impl BackendTask for BenchArgs {
             for r in &rows {
                 v[r.tower] = r.json();
             }
-            return crate::print_stdout(&format!("{v}\n"));
+            return crate::output::print_stdout(&format!("{v}\n"));
         }
         let header = format!(
             "taiyi bench {version}: backend {backend}, device {device_name}, precision \
              {precision}, {} timed iterations",
             self.iters
         );
-        crate::print_stdout(&table(&header, &rows))
+        crate::output::print_stdout(&table(&header, &rows))
     }
 }
 

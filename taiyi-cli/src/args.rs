@@ -1,0 +1,241 @@
+//! Arguments shared by several commands (texts, the text and image towers, run options) and
+//! the builders that turn them into encoders and models.
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+use taiyi_core::hub::{self, HubOptions};
+use taiyi_core::{
+    ClipModel, ClipOptions, DeviceSpec, ImageEncoder, ModelPaths, ShapeBuckets, TextEncoder,
+    TextMode,
+};
+
+use crate::error::CliError;
+
+#[derive(Args, Debug)]
+pub(crate) struct TextsInput {
+    /// Texts (or use --texts-file).
+    #[arg(value_name = "TEXT")]
+    pub(crate) texts: Vec<String>,
+    /// A UTF-8 file with one text per line (LF, CRLF or CR endings; an empty line is an empty
+    /// text, so the output has one row per line).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) texts_file: Option<PathBuf>,
+}
+
+impl TextsInput {
+    pub(crate) fn collect(&self) -> Result<Vec<String>, CliError> {
+        let mut texts = self.texts.clone();
+        if let Some(f) = &self.texts_file {
+            let content = std::fs::read_to_string(f).map_err(|source| CliError::Io {
+                path: f.clone(),
+                source,
+            })?;
+            texts.extend(lines(&content));
+        }
+        if texts.is_empty() {
+            return Err(CliError::Usage(
+                "no texts given (TEXT... or --texts-file)".into(),
+            ));
+        }
+        Ok(texts)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct TextModelArgs {
+    /// HF text-tower directory (default: $TAIYI_TEXT_MODEL, else the hub).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) text_model: Option<PathBuf>,
+    /// Text mode: card (pad to longest, no mask: the model card), fixed77, masked.
+    #[arg(long, value_enum, default_value = "card")]
+    pub(crate) mode: ModeArg,
+    /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
+    #[arg(long)]
+    pub(crate) text_batch_size: Option<usize>,
+    #[arg(skip)]
+    pub(crate) run: RunOptions,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct VisionModelArgs {
+    /// open_clip checkpoint file or directory (default: $TAIYI_VISION_MODEL, else the hub).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vision_model: Option<PathBuf>,
+    /// Image-tower architecture: an open_clip name (ViT-H-14, ViT-L-14, ViT-B-16, ViT-B-32,
+    /// with -quickgelu) or an open_clip model-config JSON file.
+    #[arg(long, default_value = "ViT-H-14", value_name = "NAME|FILE.json")]
+    pub(crate) vision_arch: String,
+    /// Images per forward pass [default: 8 on cpu, 64 on GPUs].
+    #[arg(long)]
+    pub(crate) image_batch_size: Option<usize>,
+    #[arg(skip)]
+    pub(crate) run: RunOptions,
+}
+
+/// What the global flags say about running the towers, handed to the model arguments.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunOptions {
+    pub(crate) device: DeviceSpec,
+    pub(crate) warm_up: bool,
+    pub(crate) no_buckets: bool,
+}
+
+/// Texts of up to this many tokens are covered by `--warm-up`.
+pub(crate) const WARM_UP_TOKENS: usize = 64;
+
+impl RunOptions {
+    /// Batch sizes and shape buckets for the device, with the user's batch sizes.
+    fn options(&self, text_batch: Option<usize>, image_batch: Option<usize>) -> ClipOptions {
+        let defaults = ClipOptions::for_device(self.device);
+        ClipOptions {
+            text_batch_size: text_batch.unwrap_or(defaults.text_batch_size),
+            image_batch_size: image_batch.unwrap_or(defaults.image_batch_size),
+            buckets: if self.no_buckets {
+                ShapeBuckets::NONE
+            } else {
+                defaults.buckets
+            },
+            ..defaults
+        }
+    }
+}
+
+/// Report a warm-up on stderr.
+pub(crate) fn warmed_up(what: &str, passes: usize, start: std::time::Instant) {
+    eprintln!(
+        "warm-up: {passes} {what} pass(es) in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub(crate) enum ModeArg {
+    Card,
+    Fixed77,
+    Masked,
+}
+
+impl From<ModeArg> for TextMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Card => TextMode::ModelCard,
+            ModeArg::Fixed77 => TextMode::Fixed77,
+            ModeArg::Masked => TextMode::Masked,
+        }
+    }
+}
+
+/// The text and image towers together (`zero-shot`, `logits`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ClipArgs {
+    #[command(flatten)]
+    pub(crate) text: TextModelArgs,
+    #[command(flatten)]
+    pub(crate) vision: VisionModelArgs,
+}
+
+impl ClipArgs {
+    /// Hand the global run options to both towers.
+    pub(crate) fn set_run(&mut self, run: RunOptions) {
+        self.text.run = run;
+        self.vision.run = run;
+    }
+}
+
+pub(crate) fn text_encoder<B: Backend>(
+    a: &TextModelArgs,
+    device: &B::Device,
+) -> Result<TextEncoder<B>, CliError> {
+    let dir = hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?;
+    let options = a.run.options(a.text_batch_size, None);
+    let enc = TextEncoder::from_dir(&dir, device)?
+        .with_mode(a.mode.into())
+        .with_batch_size(options.text_batch_size)
+        .with_buckets(options.buckets);
+    if a.run.warm_up {
+        let start = std::time::Instant::now();
+        warmed_up("text", enc.warm_up(WARM_UP_TOKENS)?, start);
+    }
+    Ok(enc)
+}
+
+pub(crate) fn image_encoder<B: Backend>(
+    a: &VisionModelArgs,
+    device: &B::Device,
+) -> Result<(ImageEncoder<B>, Option<f32>, PathBuf), CliError> {
+    let file = hub::resolve_vision_file(a.vision_model.as_deref(), &HubOptions::from_env())?;
+    let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
+    let (enc, scale) = ImageEncoder::from_file(&file, &config, device)?;
+    let options = a.run.options(None, a.image_batch_size);
+    let enc = enc
+        .with_batch_size(options.image_batch_size)
+        .with_buckets(options.buckets);
+    if a.run.warm_up {
+        let start = std::time::Instant::now();
+        warmed_up("image", enc.warm_up()?, start);
+    }
+    Ok((enc, scale, file))
+}
+
+pub(crate) fn clip_model<B: Backend>(
+    args: &ClipArgs,
+    device: &B::Device,
+) -> Result<ClipModel<B>, CliError> {
+    let (t, v) = (&args.text, &args.vision);
+    let hub = HubOptions::from_env();
+    let paths = ModelPaths::resolve(t.text_model.as_deref(), v.vision_model.as_deref(), &hub)?;
+    let options = ClipOptions {
+        vision: taiyi_core::arch::vision_config(&v.vision_arch)?,
+        text_mode: t.mode.into(),
+        ..t.run.options(t.text_batch_size, v.image_batch_size)
+    };
+    let model = ClipModel::load(&paths, &options, device)?;
+    if t.run.warm_up {
+        let start = std::time::Instant::now();
+        let report = model.warm_up(WARM_UP_TOKENS)?;
+        warmed_up(
+            "text + image",
+            report.text_passes + report.image_passes,
+            start,
+        );
+    }
+    Ok(model)
+}
+
+/// The lines of a texts file: split at LF, CRLF or a lone CR (Python's universal newlines);
+/// a final line ending does not start another line. Empty lines are kept (empty texts), so
+/// row `i` of the output is line `i + 1` of the file.
+fn lines(content: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        match rest.find(['\n', '\r']) {
+            Some(i) => {
+                out.push(rest[..i].to_string());
+                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = &rest[i + skip..];
+            }
+            None => {
+                out.push(rest.to_string());
+                rest = "";
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn one_text_per_line_whatever_the_endings() {
+        assert_eq!(lines("a\n\nb\n"), ["a", "", "b"]);
+        assert_eq!(lines("a\r\n\r\nb"), ["a", "", "b"]);
+        assert_eq!(lines("a\r\rb\r"), ["a", "", "b"]);
+        assert_eq!(lines("\n\n"), ["", ""]);
+        assert!(lines("").is_empty());
+    }
+}

@@ -1,0 +1,144 @@
+//! `taiyi embed-image`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use clap::Args;
+use taiyi_core::retrieval::{EmbeddingIndex, Skipped};
+use taiyi_core::walk::{WalkOptions, image_files};
+use taiyi_core::{BackendTask, ImageSource, l2_normalize, to_vec};
+
+use crate::args::{VisionModelArgs, image_encoder};
+use crate::error::CliError;
+use crate::output::{progress_bar, report_chain};
+
+#[derive(Args, Debug)]
+pub(crate) struct EmbedImageArgs {
+    #[command(flatten)]
+    pub(crate) model: VisionModelArgs,
+    /// Image files.
+    #[arg(value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    /// Embed every image file of this directory (sorted by path; recursive; symbolic links
+    /// followed, each folder once; hidden files and non-regular files skipped).
+    #[arg(long, value_name = "DIR")]
+    images_dir: Option<PathBuf>,
+    /// With --images-dir: also take hidden files and folders (names starting with `.`).
+    #[arg(long)]
+    include_hidden: bool,
+    /// Leave out images that cannot be read or decoded (each reported on stderr and listed in
+    /// the index manifest) instead of failing.
+    #[arg(long)]
+    skip_errors: bool,
+    /// Write raw (unnormalised) features.
+    #[arg(long)]
+    raw: bool,
+    /// Print where the time went (loading, tower, decoding not hidden by the overlap, writing).
+    #[arg(long)]
+    verbose: bool,
+    /// Output .npy file; the row names and a digest binding them to it go to FILE.npy.names.json.
+    #[arg(long, value_name = "FILE.npy")]
+    out: PathBuf,
+}
+
+impl EmbedImageArgs {
+    /// The images to embed and their names (UTF-8 paths: the manifest stores names as JSON).
+    fn inputs(&self) -> Result<(Vec<PathBuf>, Vec<String>), CliError> {
+        let mut paths = self.images.clone();
+        if let Some(d) = &self.images_dir {
+            paths.extend(image_files(
+                d,
+                WalkOptions {
+                    include_hidden: self.include_hidden,
+                },
+            )?);
+        }
+        if paths.is_empty() {
+            return Err(CliError::Usage(
+                "no images given (IMAGE... or --images-dir with image files)".into(),
+            ));
+        }
+        let names = paths
+            .iter()
+            .map(|p| {
+                p.to_str().map(str::to_string).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "image path {} is not valid UTF-8: the index stores names as UTF-8 text",
+                        p.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((paths, names))
+    }
+}
+
+impl BackendTask for EmbedImageArgs {
+    type Output = ();
+    type Error = CliError;
+    fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
+        let start = Instant::now();
+        let (paths, mut names) = self.inputs()?;
+        let (enc, _, _) = image_encoder::<B>(&self.model, &device)?;
+        let loaded = start.elapsed();
+        let sources: Vec<ImageSource> = paths.iter().cloned().map(ImageSource::from).collect();
+        let pb = progress_bar(sources.len(), "images");
+        let mut progress = |n: usize| pb.set_position(n as u64);
+        let mut skipped = Vec::new();
+        let (raw, stats) = if self.skip_errors {
+            let out = enc.encode_raw_skipping(&sources, &mut progress)?;
+            for (i, e) in out.failed.iter().rev() {
+                let name = names.remove(*i);
+                eprintln!("skipped {name}: {}", report_chain(e));
+                skipped.push(Skipped {
+                    name,
+                    error: report_chain(e),
+                });
+            }
+            skipped.reverse();
+            let features = out
+                .features
+                .ok_or_else(|| CliError::Usage("no image could be read".into()))?;
+            (features, out.stats)
+        } else {
+            enc.encode_raw_profiled(&sources, &mut progress)?
+        };
+        pb.finish_and_clear();
+        let written = Instant::now();
+        let feats = if self.raw { raw } else { l2_normalize(raw) };
+        let [n, d] = feats.dims();
+        let values = to_vec(feats)?;
+        crate::output::check_features(&values, d, &names, self.raw)?;
+        EmbeddingIndex::write(&self.out, d, &values, &names, !self.raw, &skipped)?;
+        let left_out = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} image(s) skipped", skipped.len())
+        };
+        eprintln!("wrote {} [{n}, {d}]{left_out}", self.out.display());
+        if self.verbose {
+            let st = stats;
+            let total = start.elapsed().as_secs_f64();
+            let (wall, tower) = (st.wall.as_secs_f64(), st.tower.as_secs_f64());
+            eprintln!(
+                "time: {total:.2} s in all: loading {:.2} s, embedding {wall:.2} s, writing {:.2} s",
+                loaded.as_secs_f64(),
+                written.elapsed().as_secs_f64()
+            );
+            eprintln!(
+                "embedding: {} images in {} forward passes; tower {tower:.2} s ({:.1}% of the \
+                 embedding time), outside the tower {:.2} s ({:.1}%): decoding + transform \
+                 {:.2} s on rayon, of which the tower waited {:.2} s",
+                st.images,
+                st.chunks,
+                100.0 * tower / wall.max(1e-9),
+                wall - tower,
+                100.0 * (wall - tower) / wall.max(1e-9),
+                st.preprocess.as_secs_f64(),
+                st.waiting.as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+}

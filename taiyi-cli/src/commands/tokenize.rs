@@ -1,0 +1,75 @@
+//! `taiyi tokenize`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use taiyi_preprocess::tokenizer::{BertTokenizer, Padding, Truncation};
+
+use crate::args::TextsInput;
+use crate::error::CliError;
+use crate::output::print_stdout;
+
+#[derive(Args, Debug)]
+pub(crate) struct TokenizeArgs {
+    /// vocab.txt to load (do_lower_case = true).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "model_dir",
+        required_unless_present = "model_dir"
+    )]
+    vocab: Option<PathBuf>,
+    /// HF model directory (vocab.txt + tokenizer_config.json).
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+    /// Truncate to this many tokens, [SEP] kept last (default: the tokenizer's, 512).
+    #[arg(long, value_name = "N")]
+    max_length: Option<usize>,
+    /// Pad: `longest` (to the longest text given) or a number N (pad and truncate to N).
+    #[arg(long, value_name = "longest|N")]
+    pad: Option<String>,
+    #[command(flatten)]
+    input: TextsInput,
+}
+
+pub(crate) fn run(a: TokenizeArgs) -> Result<(), CliError> {
+    let tok = match (&a.vocab, &a.model_dir) {
+        (Some(v), _) => BertTokenizer::from_vocab_file(v, Default::default())?,
+        (None, Some(d)) => BertTokenizer::from_model_dir(d)?,
+        (None, None) => return Err(CliError::Usage("--vocab or --model-dir is required".into())),
+    };
+    let texts = a.input.collect()?;
+    let truncation = match a.max_length {
+        Some(n) => Truncation::MaxLength(n),
+        None => Truncation::ModelMax,
+    };
+    let padding = match a.pad.as_deref() {
+        None => None,
+        Some("longest") => Some(Padding::Longest),
+        Some(n) => Some(Padding::Fixed(n.parse::<usize>().map_err(|_| {
+            CliError::Usage(format!("--pad must be `longest` or a number, got `{n}`"))
+        })?)),
+    };
+    let mut out = String::new();
+    let mut push = |ids: &[u32], mask: &[u32]| {
+        out.push_str(&serde_json::json!({"ids": ids, "attention_mask": mask}).to_string());
+        out.push('\n');
+    };
+    match padding {
+        Some(p) => {
+            let enc = tok.encode_batch(&texts, p, truncation)?;
+            for r in 0..enc.batch_size {
+                let ids = enc.row_ids(r).unwrap_or_default();
+                let mask = enc.row_mask(r).unwrap_or_default();
+                push(ids, mask);
+            }
+        }
+        None => {
+            for t in &texts {
+                let enc = tok.encode_batch(&[t], Padding::None, truncation)?;
+                push(&enc.ids, &enc.attention_mask);
+            }
+        }
+    }
+    print_stdout(&out)
+}
