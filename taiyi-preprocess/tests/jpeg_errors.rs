@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use taiyi_preprocess::transform::{ImageError, ImageTransform, JpegDecoder};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/jpeg").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/jpeg")
+        .join(name);
     std::fs::read(&p).expect("fixture")
 }
 
@@ -111,5 +113,10 @@ fn pixel_limit_is_checked_from_the_header_before_decoding() {
         small.decode_bytes(&good),
         Err(ImageError::TooManyPixels { .. })
     ));
-    assert!(ImageTransform::default().with_max_pixels(300 * 200).decode_bytes(&good).is_ok());
+    assert!(
+        ImageTransform::default()
+            .with_max_pixels(300 * 200)
+            .decode_bytes(&good)
+            .is_ok()
+    );
 }
