@@ -128,10 +128,10 @@ pub(crate) fn decode_bytes(
     if format == ImageFormat::Gif {
         return indexed::decode_gif(bytes, origin, max_pixels);
     }
-    if format == ImageFormat::Bmp {
-        if let Some(img) = indexed::decode_palette_bmp(bytes, origin, max_pixels)? {
-            return Ok(img);
-        }
+    if format == ImageFormat::Bmp
+        && let Some(img) = indexed::decode_palette_bmp(bytes, origin, max_pixels)?
+    {
+        return Ok(img);
     }
     let dec = |e| ImageError::Decode {
         origin: origin.to_owned(),
