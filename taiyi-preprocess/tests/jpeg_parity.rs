@@ -2,6 +2,9 @@
 //! scripts/fixtures/jpeg.py): 0 differing values with libjpeg-turbo (feature `libjpeg`), and the
 //! pure-Rust fallback's difference measured and bounded.
 
+// Tests fail by panicking: unwrap/expect/panic are the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -125,11 +128,11 @@ fn zune_fallback_difference_is_measured_and_bounded() {
         }
     }
     assert_eq!(rows.len(), 20);
-    // Measured on these fixtures (after the transform): max 5 u8 levels, mean <= 0.281 (see
+    // Measured on these fixtures (after the transform): max 5 u8 levels, mean <= 0.41 (see
     // `transform::jpeg`); 1 u8 level is 1/255/std <= 0.0150 after Normalize.
     for (name, max, mean) in &rows {
         assert!(*max <= 5, "{name}: max {max}");
-        assert!(*mean < 0.3, "{name}: mean {mean}");
+        assert!(*mean < 0.45, "{name}: mean {mean}");
     }
     assert!(
         rows.iter().any(|r| r.1 > 0),
