@@ -1,14 +1,21 @@
 //! The decode memory budget: parallel batches wait instead of exceeding it, an image larger
 //! than the budget still decodes alone, results are unchanged.
 
+// Tests fail by panicking: unwrap/expect/panic are the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use taiyi_preprocess::transform::{DecodeBudget, ImageInput, ImageTransform};
 
 fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(rel))
-        .expect("fixture")
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(rel),
+    )
+    .expect("fixture")
 }
 
 fn run(t: &ImageTransform, inputs: &[ImageInput<'_>]) -> Vec<Vec<f32>> {
@@ -48,7 +55,11 @@ fn parallel_decodes_stay_within_the_budget() {
     let budget = Arc::new(DecodeBudget::new(limit));
     let t = plain.clone().with_decode_budget(budget.clone());
     assert_eq!(run(&t, &inputs), want);
-    assert!(budget.peak_in_use() <= limit, "{} > {limit}", budget.peak_in_use());
+    assert!(
+        budget.peak_in_use() <= limit,
+        "{} > {limit}",
+        budget.peak_in_use()
+    );
     assert!(budget.peak_holders() >= 1);
     assert_eq!(budget.in_use(), 0);
 

@@ -1,6 +1,8 @@
 //! Corrupt, truncated and oversized JPEGs through libjpeg-turbo: errors naming the file, never a
 //! panic, an abort or libjpeg's exit(); the pixel limit checked from the header.
 
+// Tests fail by panicking: unwrap/expect/panic are the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg(feature = "libjpeg")]
 
 use std::path::PathBuf;
@@ -8,7 +10,9 @@ use std::path::PathBuf;
 use taiyi_preprocess::transform::{ImageError, ImageTransform, JpegDecoder};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/jpeg").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/jpeg")
+        .join(name);
     std::fs::read(&p).expect("fixture")
 }
 
@@ -111,5 +115,10 @@ fn pixel_limit_is_checked_from_the_header_before_decoding() {
         small.decode_bytes(&good),
         Err(ImageError::TooManyPixels { .. })
     ));
-    assert!(ImageTransform::default().with_max_pixels(300 * 200).decode_bytes(&good).is_ok());
+    assert!(
+        ImageTransform::default()
+            .with_max_pixels(300 * 200)
+            .decode_bytes(&good)
+            .is_ok()
+    );
 }

@@ -139,7 +139,10 @@ impl DecodeBudget {
         s.holders += 1;
         s.peak_in_use = s.peak_in_use.max(s.in_use);
         s.peak_holders = s.peak_holders.max(s.holders);
-        DecodePermit { budget: self, bytes }
+        DecodePermit {
+            budget: self,
+            bytes,
+        }
     }
 }
 

@@ -13,16 +13,21 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat};
 use super::error::ImageError;
 use super::indexed;
 use super::jpeg::{self, JpegDecoder};
 use super::pil::{PilImage, PilMode, Samples};
+use image::{DynamicImage, ImageFormat};
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Zero-size and decompression-bomb checks from the header's size, before decoding.
-pub(crate) fn check_size(origin: &str, width: u64, height: u64, max_pixels: u64) -> Result<(), ImageError> {
+pub(crate) fn check_size(
+    origin: &str,
+    width: u64,
+    height: u64,
+    max_pixels: u64,
+) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::ZeroSize {
             origin: origin.to_owned(),
@@ -123,10 +128,10 @@ pub(crate) fn decode_bytes(
     if format == ImageFormat::Gif {
         return indexed::decode_gif(bytes, origin, max_pixels);
     }
-    if format == ImageFormat::Bmp {
-        if let Some(img) = indexed::decode_palette_bmp(bytes, origin, max_pixels)? {
-            return Ok(img);
-        }
+    if format == ImageFormat::Bmp
+        && let Some(img) = indexed::decode_palette_bmp(bytes, origin, max_pixels)?
+    {
+        return Ok(img);
     }
     let dec = |e| ImageError::Decode {
         origin: origin.to_owned(),

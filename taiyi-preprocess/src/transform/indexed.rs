@@ -35,7 +35,11 @@ fn identity_greys(palette: &[[u8; 3]]) -> bool {
 /// Bits per pixel and palette size (`colors`, 0 meaning `1 << bits`) from a BMP's headers:
 /// BITMAPCOREHEADER (12 bytes) or BITMAPINFOHEADER and later (offsets 28 and 46).
 fn bmp_bits_and_colors(bytes: &[u8]) -> (u16, usize) {
-    let u16le = |o: usize| bytes.get(o..o + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let u16le = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+    };
     let u32le = |o: usize| {
         bytes
             .get(o..o + 4)
@@ -130,7 +134,11 @@ pub(crate) fn decode_palette_bmp(
 }
 
 /// Decodes the first frame of a GIF in Pillow's mode (`L` or `P`).
-pub(crate) fn decode_gif(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, ImageError> {
+pub(crate) fn decode_gif(
+    bytes: &[u8],
+    origin: &str,
+    max_pixels: u64,
+) -> Result<PilImage, ImageError> {
     let gif_err = |e| ImageError::Gif {
         origin: origin.to_owned(),
         source: e,
@@ -141,16 +149,16 @@ pub(crate) fn decode_gif(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<
     options.set_memory_limit(gif::MemoryLimit::Unlimited);
     let mut decoder = options.read_info(Cursor::new(bytes)).map_err(gif_err)?;
     let (sw, sh) = (usize::from(decoder.width()), usize::from(decoder.height()));
-    let to_palette = |p: &[u8]| -> Vec<[u8; 3]> {
-        p.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect()
-    };
+    let to_palette =
+        |p: &[u8]| -> Vec<[u8; 3]> { p.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect() };
     let global = decoder.global_palette().map(to_palette);
-    let frame = decoder.next_frame_info().map_err(gif_err)?.ok_or_else(|| {
-        ImageError::Corrupt {
+    let frame = decoder
+        .next_frame_info()
+        .map_err(gif_err)?
+        .ok_or_else(|| ImageError::Corrupt {
             origin: origin.to_owned(),
             what: "GIF without an image".into(),
-        }
-    })?;
+        })?;
     let (fx, fy) = (usize::from(frame.left), usize::from(frame.top));
     let (fw, fh) = (usize::from(frame.width), usize::from(frame.height));
     let transparent = frame.transparent;

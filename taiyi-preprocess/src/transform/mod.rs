@@ -7,7 +7,7 @@
 //! (see [`PilMode`]) with a port of Pillow's fixed-point resampler, so the uint8 image that
 //! reaches `ToTensor` is bit-identical to the reference, and so is the float output: for PNG,
 //! for JPEG with the default `libjpeg` feature ([`JpegDecoder`]; zune-jpeg without it, up to
-//! 3 u8 levels off), for GIF and palette BMP (read in Pillow's `1` / `L` / `P` modes).
+//! 5 u8 levels off), for GIF and palette BMP (read in Pillow's `1` / `L` / `P` modes).
 //! Concurrent decodes share a memory cap ([`DecodeBudget`]).
 
 mod apply;
