@@ -102,3 +102,37 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// A byte size as a user writes it: `33554432`, `512KB`, `32MB`, `1GB` (powers of 1024;
+/// `K`/`M`/`G`, `KiB`/`MiB`/`GiB` and lower case accepted).
+pub fn parse_byte_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 33554432, 512KB, 32MB)"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' in '{s}' (KB, MB, GB)")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("32MB"), Ok(32 << 20));
+        assert_eq!(parse_byte_size("512kb"), Ok(512 << 10));
+        assert_eq!(parse_byte_size("1024"), Ok(1024));
+        assert!(parse_byte_size("MB").is_err());
+        assert!(parse_byte_size("3 parsecs").is_err());
+    }
+}

@@ -54,7 +54,9 @@ mod routes;
 mod server;
 mod wire;
 
-pub use config::{BatchConfig, DEFAULT_MODEL_NAME, Limits, ModelInfo, ServerConfig};
+pub use config::{
+    BatchConfig, DEFAULT_MODEL_NAME, Limits, ModelInfo, ServerConfig, parse_byte_size,
+};
 pub use error::{ApiError, ServerError};
 pub use metrics::Metrics;
 pub use server::{RunningServer, serve, spawn};

@@ -181,10 +181,10 @@ impl<B: Backend> Runner<B> {
                 ))
             }
             // Batched kinds never arrive here (see `batch::kind`); run them alone anyway.
-            Work::Texts { texts, .. } => self.single(Work::TextsAlone {
-                texts,
-                mode: self.model.text().mode(),
-            }),
+            Work::Texts { texts, .. } => {
+                let mode = self.model.text().mode();
+                self.single(Work::TextsAlone { texts, mode })
+            }
             Work::Images { pixels } => {
                 let (raw, normalized, dim) = self.images(pixels.iter())?;
                 let rows = raw.len() / dim.max(1);
