@@ -50,7 +50,11 @@ impl Histogram {
         for (b, c) in self.bounds.iter().zip(&self.counts) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let braces = if labels.is_empty() {
             String::new()
         } else {
@@ -152,7 +156,9 @@ impl Metrics {
             "taiyi_queue_depth {}",
             self.queue_depth.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP taiyi_batch_items Items (texts, images, or 1 per single job) per batch.\n");
+        out.push_str(
+            "# HELP taiyi_batch_items Items (texts, images, or 1 per single job) per batch.\n",
+        );
         out.push_str("# TYPE taiyi_batch_items histogram\n");
         for (kind, h) in &inner.batch_items {
             h.render(&mut out, "taiyi_batch_items", &format!("kind=\"{kind}\""));

@@ -59,9 +59,10 @@ impl AppState {
         match self.engine.submit(work).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(ApiError::Model(e)),
-            Err(SubmitError::NotReady) => Err(self.facts().err().unwrap_or(
-                ApiError::Unavailable("the model is not ready"),
-            )),
+            Err(SubmitError::NotReady) => Err(self
+                .facts()
+                .err()
+                .unwrap_or(ApiError::Unavailable("the model is not ready"))),
             Err(SubmitError::Full) => Err(ApiError::Unavailable(
                 "the inference queue is full; retry later",
             )),
@@ -72,7 +73,9 @@ impl AppState {
     async fn features(&self, work: Work) -> Result<Features, ApiError> {
         match self.submit(work).await? {
             Answer::Features(f) => Ok(f),
-            _ => Err(ApiError::Unavailable("the model answered another request kind")),
+            _ => Err(ApiError::Unavailable(
+                "the model answered another request kind",
+            )),
         }
     }
 
@@ -262,7 +265,9 @@ pub(crate) async fn classify(
         templates,
     };
     let Answer::Classes(preds) = app.submit(work).await? else {
-        return Err(ApiError::Unavailable("the model answered another request kind"));
+        return Err(ApiError::Unavailable(
+            "the model answered another request kind",
+        ));
     };
     let k = req.top_k.unwrap_or(labels.len());
     let out: Vec<Value> = preds
@@ -296,10 +301,7 @@ pub(crate) async fn logits(
     let images = wire::strings("images", &req.images, false, limit)?;
     let texts = wire::strings("texts", &req.texts, false, limit)?;
     let n_texts = texts.len();
-    let (img, txt) = tokio::join!(
-        app.images("images", images, false),
-        app.texts(texts, None)
-    );
+    let (img, txt) = tokio::join!(app.images("images", images, false), app.texts(texts, None));
     let (img, (txt, _)) = (img?, txt?);
     let work = Work::Logits {
         images: img.normalized,
@@ -307,7 +309,9 @@ pub(crate) async fn logits(
         dim: img.dim,
     };
     let Answer::Logits { per_image, probs } = app.submit(work).await? else {
-        return Err(ApiError::Unavailable("the model answered another request kind"));
+        return Err(ApiError::Unavailable(
+            "the model answered another request kind",
+        ));
     };
     let scale = app.facts()?.logit_scale;
     Ok(Json(json!({

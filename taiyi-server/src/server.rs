@@ -247,7 +247,10 @@ impl RunningServer {
         // Dropping the runtime drops the router, its state and the last queue sender: the
         // inference thread drains the queue and ends.
         drop(self.runtime);
-        let loaded = self.engine.join().map_err(|_| ServerError::EnginePanicked)?;
+        let loaded = self
+            .engine
+            .join()
+            .map_err(|_| ServerError::EnginePanicked)?;
         loaded.map_err(ServerError::Load)?;
         match served {
             Ok(result) => result.map_err(ServerError::Serve),

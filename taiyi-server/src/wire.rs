@@ -158,14 +158,12 @@ pub(crate) fn image_bytes(
     } else {
         s
     };
-    STANDARD
-        .decode(data.trim())
-        .map_err(|e| ApiError::Item {
-            field,
-            index,
-            reason: "invalid base64".into(),
-            source: Some(Box::new(e)),
-        })
+    STANDARD.decode(data.trim()).map_err(|e| ApiError::Item {
+        field,
+        index,
+        reason: "invalid base64".into(),
+        source: Some(Box::new(e)),
+    })
 }
 
 /// Texts of `/v1/embeddings` in text modality: none may be an image URI.

@@ -174,10 +174,7 @@ impl EngineHandle {
     }
 
     /// Queue `work` and wait for its answer.
-    pub async fn submit(
-        &self,
-        work: Work,
-    ) -> Result<Result<Answer, Arc<ClipError>>, SubmitError> {
+    pub async fn submit(&self, work: Work) -> Result<Result<Answer, Arc<ClipError>>, SubmitError> {
         if self.health.get() != HealthState::Ready {
             return Err(SubmitError::NotReady);
         }
@@ -224,7 +221,15 @@ where
     let thread = std::thread::Builder::new()
         .name("taiyi-inference".into())
         .spawn(move || {
-            let outcome = main_loop(load, rx, &config, max_image_pixels, &metrics, &facts, &health);
+            let outcome = main_loop(
+                load,
+                rx,
+                &config,
+                max_image_pixels,
+                &metrics,
+                &facts,
+                &health,
+            );
             if outcome.is_err() {
                 health.set(HealthState::Failed);
             }

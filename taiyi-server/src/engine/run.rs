@@ -41,7 +41,10 @@ impl<B: Backend> Runner<B> {
         ModelFacts {
             tokenizer: text.tokenizer().clone(),
             transform: self.model.image().transform().clone(),
-            max_tokens: text.mode().pad_to().map_or(max_positions, |n| n.min(max_positions)),
+            max_tokens: text
+                .mode()
+                .pad_to()
+                .map_or(max_positions, |n| n.min(max_positions)),
             text_mode: text.mode(),
             text_batch_size: text.batch_size(),
             image_batch_size: self.model.image().batch_size(),

@@ -133,7 +133,8 @@ pub fn png_b64(seed: u8) -> String {
         image::Rgb([seed.wrapping_mul(37), (x * 9) as u8, (y * 11) as u8 ^ seed])
     });
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
     STANDARD.encode(out.into_inner())
 }
 

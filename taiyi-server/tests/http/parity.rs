@@ -55,13 +55,21 @@ fn every_route_matches_clip_model_bit_for_bit() {
     assert_eq!(base64_rows(&json(&body)), whole);
 
     // A single string; floats.
-    let (status, _, body) = post(&server, "/v1/embeddings", &json!({"input": "猫"}).to_string(), &[]);
+    let (status, _, body) = post(
+        &server,
+        "/v1/embeddings",
+        &json!({"input": "猫"}).to_string(),
+        &[],
+    );
     assert_eq!(status, 200, "{body}");
     let emb = float_rows(&json!([json(&body)["data"][0]["embedding"]]));
     assert_eq!(emb, host_rows(model.encode_texts(&["猫"]).expect("encode")));
 
     // Images through /v1/embeddings (data URIs, modality image).
-    let names = ["fixtures/vision/gradient_300x200.png", "fixtures/vision/waves_grey_100x150.png"];
+    let names = [
+        "fixtures/vision/gradient_300x200.png",
+        "fixtures/vision/waves_grey_100x150.png",
+    ];
     let uris: Vec<String> = names
         .iter()
         .map(|n| format!("data:image/png;base64,{}", image_b64(n)))
@@ -73,7 +81,10 @@ fn every_route_matches_clip_model_bit_for_bit() {
         &[],
     );
     assert_eq!(status, 200, "{body}");
-    let sources: Vec<ImageSource> = names.iter().map(|n| ImageSource::from(root().join(n))).collect();
+    let sources: Vec<ImageSource> = names
+        .iter()
+        .map(|n| ImageSource::from(root().join(n)))
+        .collect();
     let want_img = host_rows(model.encode_images(&sources).expect("encode"));
     assert_eq!(base64_rows(&json(&body)), want_img);
 
@@ -98,7 +109,9 @@ fn every_route_matches_clip_model_bit_for_bit() {
     assert_eq!(float_rows(&json(&body)["embeddings"]), want_img);
 
     // /embed with another mode: the request alone through that mode (card: the model card).
-    let card = tiny_model().expect("model").with_text_mode(TextMode::ModelCard);
+    let card = tiny_model()
+        .expect("model")
+        .with_text_mode(TextMode::ModelCard);
     let (status, _, body) = post(
         &server,
         "/embed",
@@ -131,11 +144,19 @@ fn every_route_matches_clip_model_bit_for_bit() {
         burn::tensor::TensorData::new(flat, [texts.len(), 16]),
         &Default::default(),
     );
-    let out = model.logits_from_features(features.clone(), txt_t).expect("logits");
+    let out = model
+        .logits_from_features(features.clone(), txt_t)
+        .expect("logits");
     let rows = |a: ndarray::Array2<f32>| a.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>();
-    assert_eq!(float_rows(&v["logits_per_image"]), rows(out.per_image().expect("l")));
+    assert_eq!(
+        float_rows(&v["logits_per_image"]),
+        rows(out.per_image().expect("l"))
+    );
     assert_eq!(float_rows(&v["probs"]), rows(out.probs().expect("p")));
-    assert_eq!(v["logit_scale"].as_f64().map(|x| x as f32), model.logit_scale().ok());
+    assert_eq!(
+        v["logit_scale"].as_f64().map(|x| x as f32),
+        model.logit_scale().ok()
+    );
 
     // /classify with the built-in templates: as ZeroShotClassifier (zero-shot --json shape).
     let labels = ["一只猫", "一只狗", "两只老虎"];
@@ -157,10 +178,18 @@ fn every_route_matches_clip_model_bit_for_bit() {
         assert_eq!(top.len(), 2);
         for (t, x) in top.iter().zip(p) {
             assert_eq!(t["label"], x.label.as_str());
-            assert_eq!(t["probability"].as_f64().map(|f| f as f32), Some(x.probability));
+            assert_eq!(
+                t["probability"].as_f64().map(|f| f as f32),
+                Some(x.probability)
+            );
             assert_eq!(t["logit"].as_f64().map(|f| f as f32), Some(x.logit));
         }
-        let probs: Vec<f32> = row["probs"].as_array().expect("probs").iter().map(|x| x.as_f64().expect("f") as f32).collect();
+        let probs: Vec<f32> = row["probs"]
+            .as_array()
+            .expect("probs")
+            .iter()
+            .map(|x| x.as_f64().expect("f") as f32)
+            .collect();
         for x in p {
             assert_eq!(probs[x.index], x.probability);
         }
@@ -227,13 +256,19 @@ fn answers_do_not_depend_on_the_batch() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("client")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
     });
     for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
         assert_eq!(a, t, "client {i}: answer changed when batched");
     }
     let batches = batch_count(&server) - batches_before;
-    assert!(batches < 32, "32 requests ran in {batches} batches: nothing was batched");
+    assert!(
+        batches < 32,
+        "32 requests ran in {batches} batches: nothing was batched"
+    );
     server.shutdown().expect("clean shutdown");
 }
 
@@ -241,7 +276,10 @@ fn answers_do_not_depend_on_the_batch() {
 fn batch_count(server: &taiyi_server::RunningServer) -> u64 {
     let (_, _, body) = get(server, "/metrics");
     body.lines()
-        .filter(|l| l.starts_with("taiyi_batch_items_count{kind=\"text\"}") || l.starts_with("taiyi_batch_items_count{kind=\"image\"}"))
+        .filter(|l| {
+            l.starts_with("taiyi_batch_items_count{kind=\"text\"}")
+                || l.starts_with("taiyi_batch_items_count{kind=\"image\"}")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
