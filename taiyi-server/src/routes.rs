@@ -301,7 +301,13 @@ pub(crate) async fn logits(
     let images = wire::strings("images", &req.images, false, limit)?;
     let texts = wire::strings("texts", &req.texts, false, limit)?;
     let n_texts = texts.len();
-    let (img, txt) = tokio::join!(app.images("images", images, false), app.texts(texts, None));
+    // Texts and images are prepared (tokenized / decoded) at the same time.
+    let text_app = app.clone();
+    let txt = tokio::spawn(async move { text_app.texts(texts, None).await });
+    let img = app.images("images", images, false).await;
+    let txt = txt
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down"))?;
     let (img, (txt, _)) = (img?, txt?);
     let work = Work::Logits {
         images: img.normalized,

@@ -232,12 +232,26 @@ impl RunningServer {
     /// # Errors
     /// As [`RunningServer::shutdown`].
     pub fn wait_for_signal(self) -> Result<(), ServerError> {
+        let on_ctrl_c = self.stop.clone();
+        self.runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = on_ctrl_c.send(true);
+            }
+        });
+        #[cfg(unix)]
+        {
+            let on_term = self.stop.clone();
+            self.runtime.spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                if let Ok(mut term) = signal(SignalKind::terminate()) {
+                    term.recv().await;
+                    let _ = on_term.send(true);
+                }
+            });
+        }
         let mut stopped = self.stop.subscribe();
         self.runtime.block_on(async {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                _ = stopped.wait_for(|s| *s) => {}
-            }
+            let _ = stopped.wait_for(|s| *s).await;
         });
         self.shutdown()
     }
@@ -258,28 +272,6 @@ impl RunningServer {
                 "the HTTP task panicked",
             ))),
         }
-    }
-}
-
-/// SIGINT or (on Unix) SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 
