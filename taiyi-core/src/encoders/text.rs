@@ -25,7 +25,10 @@ pub type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
 /// Inputs are tokenized and checked on the host; the forward pass never reads anything back
 /// from the device. With [`ShapeBuckets`] (on GPU backends) chunks are padded to a few fixed
 /// shapes so that kernels are compiled once per bucket.
-#[derive(Debug)]
+///
+/// Cloning is cheap: the clone shares the weights (burn tensors are reference-counted), so
+/// `enc.clone().with_mode(m)` gives a second encoder in another mode without loading again.
+#[derive(Debug, Clone)]
 pub struct TextEncoder<B: Backend> {
     model: BertModel<B>,
     tokenizer: BertTokenizer,

@@ -1,0 +1,383 @@
+//! The route handlers: parse, preprocess on rayon, queue for the model, shape the answer.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use taiyi_core::TextMode;
+use taiyi_preprocess::transform::ImageInput;
+
+use crate::engine::{Answer, EngineHandle, Features, HealthState, ModelFacts, SubmitError, Work};
+use crate::error::ApiError;
+use crate::wire::{self, ClassifyRequest, EmbedRequest, LogitsRequest, OpenAiRequest};
+use crate::{ServerConfig, metrics::Metrics};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub config: ServerConfig,
+    pub engine: EngineHandle,
+    pub metrics: Arc<Metrics>,
+}
+
+type App = State<Arc<AppState>>;
+
+/// The body as JSON, or the rejection (400/413/415/422) as an [`ApiError`].
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|r| ApiError::Body {
+        status: r.status(),
+        message: r.body_text(),
+    })
+}
+
+/// Run `f` on the rayon pool and await it.
+async fn on_rayon<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await
+        .map_err(|_| ApiError::Unavailable("the preprocessing pool stopped"))?
+}
+
+impl AppState {
+    fn facts(&self) -> Result<&ModelFacts, ApiError> {
+        self.engine.facts().ok_or(match self.engine.health.get() {
+            HealthState::Failed => ApiError::Unavailable("the model failed to load"),
+            _ => ApiError::Unavailable("the model is loading; retry once /health answers 200"),
+        })
+    }
+
+    async fn submit(&self, work: Work) -> Result<Answer, ApiError> {
+        match self.engine.submit(work).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(ApiError::Model(e)),
+            Err(SubmitError::NotReady) => Err(self
+                .facts()
+                .err()
+                .unwrap_or(ApiError::Unavailable("the model is not ready"))),
+            Err(SubmitError::Full) => Err(ApiError::Unavailable(
+                "the inference queue is full; retry later",
+            )),
+            Err(SubmitError::Stopped) => Err(ApiError::Unavailable("the server is shutting down")),
+        }
+    }
+
+    async fn features(&self, work: Work) -> Result<Features, ApiError> {
+        match self.submit(work).await? {
+            Answer::Features(f) => Ok(f),
+            _ => Err(ApiError::Unavailable(
+                "the model answered another request kind",
+            )),
+        }
+    }
+
+    /// Features of `texts` in `mode` (default: the server's) and their token counts.
+    async fn texts(
+        &self,
+        texts: Vec<String>,
+        mode: Option<TextMode>,
+    ) -> Result<(Features, Vec<usize>), ApiError> {
+        let facts = self.facts()?;
+        let (tokenizer, max) = (facts.tokenizer.clone(), facts.max_tokens);
+        let (texts, tokens) = on_rayon(move || {
+            let tokens: Vec<usize> = texts
+                .par_iter()
+                .map(|t| tokenizer.encode(t).ids.len().min(max))
+                .collect();
+            Ok((texts, tokens))
+        })
+        .await?;
+        let mode = mode.unwrap_or(facts.text_mode);
+        let work = if mode == facts.text_mode && mode != TextMode::ModelCard {
+            Work::Texts {
+                texts,
+                tokens: tokens.clone(),
+            }
+        } else {
+            Work::TextsAlone { texts, mode }
+        };
+        Ok((self.features(work).await?, tokens))
+    }
+
+    /// Features of base64 images (`uri_only`: `data:image/...;base64,` URIs only).
+    async fn images(
+        &self,
+        field: &'static str,
+        images: Vec<String>,
+        uri_only: bool,
+    ) -> Result<Features, ApiError> {
+        let transform = self.facts()?.transform.clone();
+        let pixels = on_rayon(move || {
+            let bytes = images
+                .par_iter()
+                .enumerate()
+                .map(|(i, s)| wire::image_bytes(field, i, s, uri_only))
+                .collect::<Result<Vec<_>, _>>()?;
+            let inputs: Vec<ImageInput<'_>> = bytes.iter().map(|b| ImageInput::Bytes(b)).collect();
+            transform.apply_batch(&inputs).map_err(|e| match e {
+                taiyi_preprocess::transform::ImageError::Batch { index, source } => {
+                    ApiError::Item {
+                        field,
+                        index,
+                        reason: "is not a usable image".into(),
+                        source: Some(source),
+                    }
+                }
+                other => ApiError::Field {
+                    field,
+                    reason: other.to_string(),
+                },
+            })
+        })
+        .await?;
+        self.features(Work::Images { pixels }).await
+    }
+}
+
+fn rows(v: &[f32], dim: usize) -> Vec<Vec<f32>> {
+    v.chunks(dim.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+/// `POST /v1/embeddings`: OpenAI's embeddings API (texts, or images with `"modality": "image"`).
+pub(crate) async fn embeddings(
+    State(app): App,
+    b: Result<Json<OpenAiRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b)?;
+    let limit = app.config.limits.max_batch_items;
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::Field {
+                field: "encoding_format",
+                reason: format!("must be float or base64, got '{other}'"),
+            });
+        }
+    };
+    let items = wire::strings("input", &req.input, true, limit)?;
+    let (features, tokens) = match req.modality.as_deref() {
+        None | Some("text") => {
+            wire::check_no_images("input", &items)?;
+            let (f, t) = app.texts(items, None).await?;
+            (f, t.iter().sum::<usize>())
+        }
+        Some("image") => (app.images("input", items, true).await?, 0),
+        Some(other) => {
+            return Err(ApiError::Field {
+                field: "modality",
+                reason: format!("must be text or image, got '{other}'"),
+            });
+        }
+    };
+    let data: Vec<Value> = features
+        .normalized
+        .chunks(features.dim.max(1))
+        .enumerate()
+        .map(|(index, v)| {
+            let embedding = if base64 {
+                json!(wire::base64_f32(v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let model = req.model.unwrap_or_else(|| app.config.model_name.clone());
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response())
+}
+
+/// `POST /embed`: `{"texts": [...]}` or `{"images": [...]}`, `normalize`, `mode`.
+pub(crate) async fn embed(
+    State(app): App,
+    b: Result<Json<EmbedRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b)?;
+    let limit = app.config.limits.max_batch_items;
+    let (features, extra) = match (&req.texts, &req.images) {
+        (Some(t), None) => {
+            let texts = wire::strings("texts", t, false, limit)?;
+            let mode = req.mode.as_deref().map(wire::text_mode).transpose()?;
+            let used = mode.unwrap_or(app.facts()?.text_mode);
+            let (f, tokens) = app.texts(texts, mode).await?;
+            (f, json!({"mode": mode_name(used), "tokens": tokens}))
+        }
+        (None, Some(i)) => {
+            let images = wire::strings("images", i, false, limit)?;
+            (app.images("images", images, false).await?, json!({}))
+        }
+        _ => {
+            return Err(ApiError::Field {
+                field: "texts/images",
+                reason: "send exactly one of \"texts\" and \"images\"".into(),
+            });
+        }
+    };
+    let v = if req.normalize.unwrap_or(true) {
+        &features.normalized
+    } else {
+        &features.raw
+    };
+    let mut out = json!({"embeddings": rows(v, features.dim), "dim": features.dim});
+    if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    Ok(Json(out).into_response())
+}
+
+fn mode_name(m: TextMode) -> &'static str {
+    match m {
+        TextMode::ModelCard => "card",
+        TextMode::Fixed77 => "fixed77",
+        TextMode::Masked => "masked",
+    }
+}
+
+/// `POST /classify`: zero-shot classification, per image as `taiyi zero-shot --json` prints it.
+pub(crate) async fn classify(
+    State(app): App,
+    b: Result<Json<ClassifyRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b)?;
+    let limit = app.config.limits.max_batch_items;
+    let images = wire::strings("images", &req.images, false, limit)?;
+    let labels = wire::strings("labels", &req.labels, false, limit)?;
+    let templates = wire::templates(req.templates.as_ref(), limit)?;
+    let features = app.images("images", images, false).await?;
+    let work = Work::Classify {
+        images: features.normalized,
+        dim: features.dim,
+        labels: labels.clone(),
+        templates,
+    };
+    let Answer::Classes(preds) = app.submit(work).await? else {
+        return Err(ApiError::Unavailable(
+            "the model answered another request kind",
+        ));
+    };
+    let k = req.top_k.unwrap_or(labels.len());
+    let out: Vec<Value> = preds
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut probs = vec![0f32; labels.len()];
+            for x in p {
+                if let Some(slot) = probs.get_mut(x.index) {
+                    *slot = x.probability;
+                }
+            }
+            let top: Vec<Value> = p
+                .iter()
+                .take(k)
+                .map(|x| json!({"label": x.label, "probability": x.probability, "logit": x.logit}))
+                .collect();
+            json!({"image": i, "labels": labels, "probs": probs, "top": top})
+        })
+        .collect();
+    Ok(Json(Value::Array(out)).into_response())
+}
+
+/// `POST /logits`: images × texts → `logits_per_image` and `probs` (softmax over the texts).
+pub(crate) async fn logits(
+    State(app): App,
+    b: Result<Json<LogitsRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b)?;
+    let limit = app.config.limits.max_batch_items;
+    let images = wire::strings("images", &req.images, false, limit)?;
+    let texts = wire::strings("texts", &req.texts, false, limit)?;
+    let n_texts = texts.len();
+    // Texts and images are prepared (tokenized / decoded) at the same time.
+    let text_app = app.clone();
+    let txt = tokio::spawn(async move { text_app.texts(texts, None).await });
+    let img = app.images("images", images, false).await;
+    let txt = txt
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down"))?;
+    let (img, (txt, _)) = (img?, txt?);
+    let work = Work::Logits {
+        images: img.normalized,
+        texts: txt.normalized,
+        dim: img.dim,
+    };
+    let Answer::Logits { per_image, probs } = app.submit(work).await? else {
+        return Err(ApiError::Unavailable(
+            "the model answered another request kind",
+        ));
+    };
+    let scale = app.facts()?.logit_scale;
+    Ok(Json(json!({
+        "logit_scale": scale,
+        "logits_per_image": rows(&per_image, n_texts),
+        "probs": rows(&probs, n_texts),
+    }))
+    .into_response())
+}
+
+/// `GET /health`: 200 once the model is loaded and warmed up, 503 before (or if it failed).
+pub(crate) async fn health(State(app): App) -> Response {
+    let (status, state) = match app.engine.health.get() {
+        HealthState::Ready => (StatusCode::OK, "ok"),
+        HealthState::Loading => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+        HealthState::Failed => (StatusCode::SERVICE_UNAVAILABLE, "failed"),
+    };
+    (status, Json(json!({"status": state}))).into_response()
+}
+
+/// `GET /info`: model files, device, precision, text mode, limits, batching, version.
+pub(crate) async fn info(State(app): App) -> Response {
+    let c = &app.config;
+    let facts = app.engine.facts();
+    Json(json!({
+        "model": c.model_name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "text_model": c.model_info.text_model,
+        "vision_model": c.model_info.vision_model,
+        "vision_arch": c.model_info.vision_arch,
+        "device": c.model_info.device,
+        "precision": c.model_info.precision,
+        "ready": facts.is_some(),
+        "text_mode": facts.map(|f| mode_name(f.text_mode)),
+        "batch_invariant": facts.map(|f| f.text_mode != TextMode::ModelCard),
+        "max_text_tokens": facts.map(|f| f.max_tokens),
+        "text_batch_size": facts.map(|f| f.text_batch_size),
+        "image_batch_size": facts.map(|f| f.image_batch_size),
+        "logit_scale": facts.and_then(|f| f.logit_scale),
+        "limits": {
+            "max_concurrent_requests": c.limits.max_concurrent_requests,
+            "max_batch_items": c.limits.max_batch_items,
+            "payload_limit": c.limits.payload_limit,
+            "max_image_pixels": c.limits.max_image_pixels,
+        },
+        "batching": {
+            "max_batch_tokens": c.batch.max_batch_tokens,
+            "max_batch_images": c.batch.max_batch_images,
+            "max_wait_ms": c.batch.max_wait.as_secs_f64() * 1e3,
+            "queue_capacity": c.batch.queue_capacity,
+        },
+    }))
+    .into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(app): App) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
