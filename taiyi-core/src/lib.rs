@@ -39,6 +39,7 @@ mod model;
 pub mod npy;
 pub mod retrieval;
 mod shapes;
+pub mod shard;
 mod zeroshot;
 
 #[cfg(any(feature = "flex", feature = "ndarray"))]

@@ -1,5 +1,6 @@
 //! Minimal NumPy `.npy` (format 1.0) reading and writing for little-endian float32 arrays, the
-//! format the CLI writes embeddings and pixels in (`np.load` reads them as they are).
+//! format the CLI writes embeddings and pixels in (`np.load` reads them as they are), and
+//! float16 writing (clip-retrieval's embedding files).
 //!
 //! Writes are atomic: the array goes to a temporary file next to the target, which is renamed
 //! over it only once complete, so a failure never leaves a half-written file.
@@ -11,6 +12,26 @@ use crate::ClipError;
 
 /// Write a C-order float32 array of `shape` to `path` atomically.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipError> {
+    write_array(path, shape, data, "<f4", |v, out| {
+        out.extend_from_slice(&v.to_le_bytes())
+    })
+}
+
+/// Write `data` as a C-order float16 (`<f2`) array of `shape` to `path` atomically; values are
+/// rounded to the nearest half (ties to even), as numpy's `astype(np.float16)`.
+pub fn write_f16(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipError> {
+    write_array(path, shape, data, "<f2", |v, out| {
+        out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())
+    })
+}
+
+fn write_array(
+    path: &Path,
+    shape: &[usize],
+    data: &[f32],
+    descr: &str,
+    push: impl Fn(f32, &mut Vec<u8>),
+) -> Result<(), ClipError> {
     let expected: usize = shape.iter().product();
     if expected != data.len() {
         return Err(ClipError::Mismatch {
@@ -26,7 +47,8 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipE
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
     // Magic (6) + version (2) + header length (2) + header, padded with spaces and ending in
     // '\n' to a multiple of 64 bytes.
     let total = 10 + header.len() + 1;
@@ -36,8 +58,8 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipE
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
-    for v in data {
-        bytes.extend_from_slice(&v.to_le_bytes());
+    for &v in data {
+        push(v, &mut bytes);
     }
     write_atomic(path, &bytes)
 }
