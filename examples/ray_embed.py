@@ -61,26 +61,29 @@ class TaiyiTextEmbedder:
 
 
 def embed_images(images_dir: str, out_dir: str, model_kwargs: Dict[str, Any],
-                 batch_size: int = 64, concurrency: int = 2, num_gpus: float = 0) -> None:
-    """The pipeline: read the files, embed them on `concurrency` actors, write parquet."""
+                 batch_size: int = 64, concurrency: int = 2, num_gpus: float = 0,
+                 num_cpus: float = 1) -> None:
+    """The pipeline: read the files, embed them on `concurrency` actors (`num_cpus` /
+    `num_gpus` each), write parquet."""
     import ray
 
     ds = ray.data.read_binary_files(images_dir, include_paths=True)
     ds = ds.map_batches(TaiyiImageEmbedder, fn_constructor_kwargs=model_kwargs,
                         batch_size=batch_size, batch_format="pyarrow",
-                        concurrency=concurrency, num_gpus=num_gpus)
+                        concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
     ds.write_parquet(out_dir)
 
 
 def embed_texts(texts_file: str, out_dir: str, model_kwargs: Dict[str, Any],
-                batch_size: int = 256, concurrency: int = 2, num_gpus: float = 0) -> None:
+                batch_size: int = 256, concurrency: int = 2, num_gpus: float = 0,
+                num_cpus: float = 1) -> None:
     """The text pipeline: one text per line of `texts_file`."""
     import ray
 
     ds = ray.data.read_text(texts_file)
     ds = ds.map_batches(TaiyiTextEmbedder, fn_constructor_kwargs=model_kwargs,
                         batch_size=batch_size, batch_format="pyarrow",
-                        concurrency=concurrency, num_gpus=num_gpus)
+                        concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus)
     ds.write_parquet(out_dir)
 
 

@@ -39,7 +39,10 @@ fn stub_methods(pyi: &str) -> BTreeSet<String> {
 fn stubs_match_the_class() -> std::io::Result<()> {
     let rust = rust_methods(&read("src/model.rs")?);
     let stubs = stub_methods(&read("python/taiyi/__init__.pyi")?);
-    assert!(rust.contains("encode_images") && rust.contains("logit_scale"), "{rust:?}");
+    assert!(
+        rust.contains("encode_images") && rust.contains("logit_scale"),
+        "{rust:?}"
+    );
     assert_eq!(rust, stubs, "src/model.rs vs python/taiyi/__init__.pyi");
     Ok(())
 }

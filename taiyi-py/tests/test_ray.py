@@ -21,7 +21,7 @@ N_IMAGES = 200
 @pytest.fixture(scope="module")
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT / "examples")}})
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -45,7 +45,7 @@ def test_ray_image_pipeline_equals_cli(cluster, tmp_path, capsys):
     t = time.perf_counter()
     ray_embed.embed_images(str(tmp_path / "images"), str(tmp_path / "out"),
                            dict(vision_model=str(VISION_FILE), vision_arch=ARCH),
-                           batch_size=32, concurrency=2)
+                           batch_size=32, concurrency=2, num_cpus=0.5)
     ray_s = time.perf_counter() - t
     got_paths, emb = read_rows(tmp_path / "out", "path")
     assert len(got_paths) == N_IMAGES and len(set(got_paths)) == N_IMAGES  # none duplicated
@@ -66,7 +66,7 @@ def test_ray_text_pipeline_equals_cli(cluster, tmp_path):
             "--texts-file", tmp_path / "texts.txt", "--out", tmp_path / "t.npy")
     expected = np.load(tmp_path / "t.npy")
     ray_embed.embed_texts(str(tmp_path / "texts.txt"), str(tmp_path / "out"),
-                          dict(text_model=str(TEXT_DIR)), batch_size=16, concurrency=2)
+                          dict(text_model=str(TEXT_DIR)), batch_size=16, concurrency=2, num_cpus=0.5)
     got, emb = read_rows(tmp_path / "out", "text")
     assert sorted(got) == sorted(texts) and len(got) == len(texts)
     rows = np.array([texts.index(t) for t in got])
