@@ -41,6 +41,7 @@ pub mod npy;
 pub mod outfile;
 pub mod retrieval;
 mod shapes;
+pub mod shard;
 pub mod walk;
 mod zeroshot;
 

@@ -1,5 +1,6 @@
-//! Minimal NumPy `.npy` reading (formats 1.0–3.0) and writing (1.0) for little-endian float32 arrays, the
-//! format the CLI writes embeddings and pixels in (`np.load` reads them as they are).
+//! Minimal NumPy `.npy` reading (formats 1.0–3.0) and writing (1.0) for little-endian float32
+//! arrays, the format the CLI writes embeddings and pixels in (`np.load` reads them as they
+//! are), and float16 writing (clip-retrieval's embedding files).
 //!
 //! Writes go through [`AtomicFile`]: the array goes to a temporary file next to the target,
 //! which is renamed over it only once complete, so a failure never leaves a half-written file
@@ -12,16 +13,17 @@ use crate::outfile::AtomicFile;
 
 pub mod header;
 
-/// The `.npy` 1.0 header of a C-order little-endian float32 array of `shape`: magic, version,
-/// length, and the dict padded with spaces to a multiple of 64 bytes.
-fn header_bytes(shape: &[usize]) -> Vec<u8> {
+/// The `.npy` 1.0 header of a C-order array of `descr` (`<f4`, `<f2`) and `shape`: magic,
+/// version, length, and the dict padded with spaces to a multiple of 64 bytes.
+fn header_bytes(shape: &[usize], descr: &str) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_str = if dims.len() == 1 {
         format!("({},)", dims[0])
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
     // Magic (6) + version (2) + header length (2) + header, padded with spaces and ending in
     // '\n' to a multiple of 64 bytes.
     let total = 10 + header.len() + 1;
@@ -45,7 +47,7 @@ pub fn encode_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, ClipError> {
             message: format!("npy shape {shape:?} does not hold {} values", data.len()),
         });
     }
-    let mut bytes = header_bytes(shape);
+    let mut bytes = header_bytes(shape, "<f4");
     bytes.reserve(data.len() * 4);
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
@@ -58,6 +60,27 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipE
     let mut w = NpyWriter::create(path, shape)?;
     w.write(data)?;
     w.finish()
+}
+
+/// Write `data` as a C-order float16 (`<f2`) array of `shape` to `path` atomically; values are
+/// rounded to the nearest half (ties to even), as numpy's `astype(np.float16)`.
+///
+/// # Errors
+/// [`ClipError::Mismatch`] if `data` does not hold the values of `shape`; the errors of
+/// [`crate::outfile::write_atomic`].
+pub fn write_f16(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipError> {
+    let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if expected != Some(data.len()) {
+        return Err(ClipError::Mismatch {
+            message: format!("npy shape {shape:?} does not hold {} values", data.len()),
+        });
+    }
+    let mut bytes = header_bytes(shape, "<f2");
+    bytes.reserve(data.len() * 2);
+    for &v in data {
+        bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+    }
+    crate::outfile::write_atomic(path, &bytes)
 }
 
 /// A float32 `.npy` written piece by piece (C order), e.g. batch by batch, without holding
@@ -84,7 +107,7 @@ impl NpyWriter {
                 message: format!("npy shape {shape:?} is too large"),
             })?;
         let mut file = AtomicFile::create(path)?;
-        file.write(&header_bytes(shape))?;
+        file.write(&header_bytes(shape, "<f4"))?;
         Ok(Self {
             file,
             expected,

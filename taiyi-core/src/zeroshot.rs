@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use crate::encoders::{ImageSource, l2_normalize};
+use crate::encoders::{ImageSource, TextEncoder, l2_normalize};
 use crate::model::{ClipModel, logits_from_features};
 use crate::{ClipError, to_array2};
 
@@ -84,6 +84,16 @@ impl<B: Backend> ZeroShotClassifier<B> {
         labels: &[L],
         templates: &[T],
     ) -> Result<Self, ClipError> {
+        Self::from_text_encoder(model.text(), labels, templates)
+    }
+
+    /// [`ZeroShotClassifier::new`] with only the text half (no image weights needed to build
+    /// the class embeddings).
+    pub fn from_text_encoder<L: AsRef<str>, T: AsRef<str>>(
+        text: &TextEncoder<B>,
+        labels: &[L],
+        templates: &[T],
+    ) -> Result<Self, ClipError> {
         if labels.is_empty() {
             return Err(ClipError::EmptyInput { what: "no labels" });
         }
@@ -96,14 +106,14 @@ impl<B: Backend> ZeroShotClassifier<B> {
         }
         let labels: Vec<String> = labels.iter().map(|l| l.as_ref().to_string()).collect();
         let class_embeddings = if templates.is_empty() {
-            model.encode_texts(&labels)?
+            text.encode(&labels)?
         } else {
             let k = templates.len();
             let texts: Vec<String> = labels
                 .iter()
                 .flat_map(|l| templates.iter().map(move |t| t.as_ref().replace("{}", l)))
                 .collect();
-            let feats = model.encode_texts(&texts)?; // [n*k, d], normalised
+            let feats = text.encode(&texts)?; // [n*k, d], normalised
             let [_, d] = feats.dims();
             let mean = feats
                 .reshape([labels.len(), k, d])
@@ -133,12 +143,21 @@ impl<B: Backend> ZeroShotClassifier<B> {
         model: &ClipModel<B>,
         image_features: Tensor<B, 2>,
     ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ClipError> {
-        let logits = logits_from_features(
-            model.logit_scale()?,
-            image_features,
-            self.class_embeddings.clone(),
-        )?
-        .logits_per_image;
+        self.probabilities_scaled(model.logit_scale()?, image_features)
+    }
+
+    /// [`ZeroShotClassifier::probabilities`] with the factor `scale` (`logit_scale.exp()`)
+    /// given directly.
+    ///
+    /// # Shapes
+    /// `image_features` `[n_images, d]` → probabilities and logits `[n_images, n_labels]`.
+    pub fn probabilities_scaled(
+        &self,
+        scale: f32,
+        image_features: Tensor<B, 2>,
+    ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ClipError> {
+        let logits = logits_from_features(scale, image_features, self.class_embeddings.clone())?
+            .logits_per_image;
         Ok((softmax(logits.clone(), 1), logits))
     }
 
@@ -159,7 +178,20 @@ impl<B: Backend> ZeroShotClassifier<B> {
         model: &ClipModel<B>,
         image_features: Tensor<B, 2>,
     ) -> Result<Vec<Vec<Prediction>>, ClipError> {
-        let (probs, logits) = self.probabilities(model, image_features)?;
+        self.classify_features_scaled(model.logit_scale()?, image_features)
+    }
+
+    /// [`ZeroShotClassifier::classify_features`] with the factor `scale` (`logit_scale.exp()`)
+    /// given directly.
+    ///
+    /// # Shapes
+    /// `image_features` `[n_images, d]` → one `Vec` of `n_labels` predictions per image.
+    pub fn classify_features_scaled(
+        &self,
+        scale: f32,
+        image_features: Tensor<B, 2>,
+    ) -> Result<Vec<Vec<Prediction>>, ClipError> {
+        let (probs, logits) = self.probabilities_scaled(scale, image_features)?;
         let probs = to_array2(probs)?;
         let logits = to_array2(logits)?;
         Ok(probs

@@ -1,0 +1,23 @@
+"""Taiyi-CLIP (Chinese CLIP: RoBERTa-326M text tower, open_clip ViT-H-14 image tower) from Rust.
+
+The tokenizer, image decoding and transform, and both towers are taiyi-rs's (the same numbers
+as the ``taiyi`` command line), loaded once per process and called without the GIL::
+
+    import taiyi
+    model = taiyi.ClipModel()                      # env vars or the Hugging Face hub cache
+    feats = model.encode_texts(["一只猫", "一只狗"])   # numpy float32 (2, 1024), L2-normalised
+    probs = model.logits(["cat.jpg"], ["一只猫", "一只狗"])[1]
+"""
+
+from ._errors import TaiyiError, TaiyiFileNotFoundError, TaiyiValueError
+from ._taiyi import CHINESE_TEMPLATES, DEFAULT_TEMPLATE, ClipModel, __version__
+
+__all__ = [
+    "CHINESE_TEMPLATES",
+    "DEFAULT_TEMPLATE",
+    "ClipModel",
+    "TaiyiError",
+    "TaiyiFileNotFoundError",
+    "TaiyiValueError",
+    "__version__",
+]
