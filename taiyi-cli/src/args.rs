@@ -87,7 +87,11 @@ pub(crate) const WARM_UP_TOKENS: usize = 64;
 
 impl RunOptions {
     /// Batch sizes and shape buckets for the device, with the user's batch sizes.
-    fn options(&self, text_batch: Option<usize>, image_batch: Option<usize>) -> ClipOptions {
+    pub(crate) fn options(
+        &self,
+        text_batch: Option<usize>,
+        image_batch: Option<usize>,
+    ) -> ClipOptions {
         let defaults = ClipOptions::for_device(self.device);
         ClipOptions {
             text_batch_size: text_batch.unwrap_or(defaults.text_batch_size),

@@ -21,6 +21,9 @@ pub(crate) enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    /// `taiyi serve` stopped with an error.
+    #[error("the server stopped")]
+    Serve(#[source] taiyi_server::ServeTaskError),
     /// A feature vector that cannot be used (NaN/inf, or zero norm): the weights are broken.
     #[error("the feature vector of {name} is unusable (norm {norm}): are the weights broken?")]
     BadFeatures { name: String, norm: f32 },

@@ -14,7 +14,9 @@ mod error;
 mod output;
 
 use args::RunOptions;
-use commands::{bench, embed_image, embed_text, logits, preprocess, search, tokenize, zero_shot};
+use commands::{
+    bench, embed_image, embed_text, logits, preprocess, search, serve, tokenize, zero_shot,
+};
 use error::CliError;
 
 #[derive(Parser, Debug)]
@@ -60,6 +62,9 @@ enum Command {
     Search(search::SearchArgs),
     /// Time the towers on --device/--precision (random full-size weights by default).
     Bench(bench::BenchArgs),
+    /// Serve embeddings, zero-shot classification and logits over HTTP (OpenAI-compatible
+    /// /v1/embeddings, images included), with dynamic batching, limits and metrics.
+    Serve(serve::ServeArgs),
 }
 
 /// On SIGINT/SIGTERM remove the temporary files of outputs being written, then exit with
@@ -79,7 +84,10 @@ fn clean_up_on_signals() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    clean_up_on_signals();
+    // The server drains its requests on SIGINT/SIGTERM itself.
+    if !matches!(cli.command, Command::Serve(_)) {
+        clean_up_on_signals();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -110,7 +118,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::ZeroShot(a) => a.clip.set_run(opts),
         Command::Logits(a) => a.clip.set_run(opts),
         Command::Search(a) => a.text.run = opts,
-        Command::Tokenize(_) | Command::Preprocess(_) | Command::Bench(_) => {}
+        Command::Tokenize(_) | Command::Preprocess(_) | Command::Bench(_) | Command::Serve(_) => {}
     }
     match command {
         Command::Tokenize(a) => tokenize::run(a),
@@ -121,5 +129,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Logits(a) => device.run(precision, a),
         Command::Search(a) => device.run(precision, a),
         Command::Bench(a) => device.run(precision, a),
+        Command::Serve(a) => serve::run(a, opts, precision),
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use taiyi_core::retrieval::{EmbeddingIndex, Skipped};
+use taiyi_core::shard::{EmbeddingDtype, Shard, write_clip_retrieval};
 use taiyi_core::walk::{WalkOptions, image_files};
 use taiyi_core::{BackendTask, ImageSource, l2_normalize, to_vec};
 
@@ -38,8 +39,44 @@ pub(crate) struct EmbedImageArgs {
     #[arg(long)]
     verbose: bool,
     /// Output .npy file; the row names and a digest binding them to it go to FILE.npy.names.json.
-    #[arg(long, value_name = "FILE.npy")]
-    out: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE.npy",
+        required_unless_present = "out_dir",
+        conflicts_with = "out_dir"
+    )]
+    out: Option<PathBuf>,
+    /// Embed only shard I of N (0 ≤ I < N): the I-th of N contiguous slices of the image list
+    /// (a folder walk is sorted by path), so N jobs together embed every image once. Output in
+    /// clip-retrieval's layout under --out-dir.
+    #[arg(long, value_name = "I/N", requires = "out_dir")]
+    shard: Option<Shard>,
+    /// Write clip-retrieval's layout instead of one index: DIR/img_emb/img_emb_{I}.npy and
+    /// DIR/metadata/metadata_{I}.parquet (column image_path), as autofaiss and clip-retrieval
+    /// read them.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Element type of the img_emb files with --out-dir.
+    #[arg(long, value_enum, default_value = "float16", requires = "out_dir")]
+    dtype: DtypeArg,
+}
+
+/// `--dtype` of the clip-retrieval layout.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub(crate) enum DtypeArg {
+    /// `<f2`, clip-retrieval's default.
+    Float16,
+    /// `<f4`.
+    Float32,
+}
+
+impl From<DtypeArg> for EmbeddingDtype {
+    fn from(d: DtypeArg) -> Self {
+        match d {
+            DtypeArg::Float16 => EmbeddingDtype::F16,
+            DtypeArg::Float32 => EmbeddingDtype::F32,
+        }
+    }
 }
 
 impl EmbedImageArgs {
@@ -70,7 +107,10 @@ impl EmbedImageArgs {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((paths, names))
+        // A shard takes its slice before anything is decoded.
+        let shard = self.shard.unwrap_or(Shard::ONE);
+        let range = shard.range(paths.len());
+        Ok((paths[range.clone()].to_vec(), names[range].to_vec()))
     }
 }
 
@@ -110,13 +150,29 @@ impl BackendTask for EmbedImageArgs {
         let [n, d] = feats.dims();
         let values = to_vec(feats)?;
         crate::output::check_features(&values, d, &names, self.raw)?;
-        EmbeddingIndex::write(&self.out, d, &values, &names, !self.raw, &skipped)?;
+        let written_to = match (&self.out_dir, &self.out) {
+            (Some(dir), _) => {
+                let shard = self.shard.unwrap_or(Shard::ONE);
+                let kept: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
+                let files = write_clip_retrieval(dir, shard, &values, d, &kept, self.dtype.into())?;
+                format!(
+                    "{} + {}",
+                    files.embeddings.display(),
+                    files.metadata.display()
+                )
+            }
+            (None, Some(out)) => {
+                EmbeddingIndex::write(out, d, &values, &names, !self.raw, &skipped)?;
+                out.display().to_string()
+            }
+            (None, None) => return Err(CliError::Usage("--out or --out-dir is required".into())),
+        };
         let left_out = if skipped.is_empty() {
             String::new()
         } else {
             format!(", {} image(s) skipped", skipped.len())
         };
-        eprintln!("wrote {} [{n}, {d}]{left_out}", self.out.display());
+        eprintln!("wrote {written_to} [{n}, {d}]{left_out}");
         if self.verbose {
             let st = stats;
             let total = start.elapsed().as_secs_f64();

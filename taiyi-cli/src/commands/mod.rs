@@ -6,5 +6,6 @@ pub(crate) mod embed_text;
 pub(crate) mod logits;
 pub(crate) mod preprocess;
 pub(crate) mod search;
+pub(crate) mod serve;
 pub(crate) mod tokenize;
 pub(crate) mod zero_shot;

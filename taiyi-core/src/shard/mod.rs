@@ -1,7 +1,8 @@
 //! Sharded embedding jobs for schedulers without Python (Slurm arrays, Kubernetes indexed jobs):
 //! a deterministic `i/N` slice of a file list, and clip-retrieval's output layout.
 //!
-//! Shard `i` of `N` is the contiguous slice `[i·n/N, (i+1)·n/N)` of the sorted list, so the
+//! Shard `i` of `N` is the contiguous slice `[i·n/N, (i+1)·n/N)` of the list (a folder walk,
+//! [`crate::walk::image_files`], is sorted by path), so the
 //! shards in index order are exactly the unsharded list, every file in exactly one shard.
 //! Outputs follow [clip-retrieval](https://github.com/rom1504/clip-retrieval)'s
 //! `img_emb/img_emb_{i}.npy` (float16 or float32, `[rows, d]`) and
@@ -19,9 +20,6 @@ use crate::{ClipError, npy};
 
 pub use parquet::string_column_file;
 
-/// Image file extensions a folder walk picks up (case-insensitive).
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-
 /// Shard `index` of `count` (`"i/N"`, `0 <= i < N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -30,6 +28,9 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// The whole list: shard 0 of 1.
+    pub const ONE: Shard = Shard { index: 0, count: 1 };
+
     /// Shard `index` of `count`; errors unless `count >= 1` and `index < count`.
     pub fn new(index: usize, count: usize) -> Result<Self, ClipError> {
         if count == 0 || index >= count {
@@ -87,33 +88,6 @@ impl FromStr for Shard {
         let n = n.trim().parse::<usize>().map_err(|_| bad())?;
         Self::new(i, n).map_err(|_| bad())
     }
-}
-
-/// Every image file under `dir` (recursive; by [`IMAGE_EXTENSIONS`]), sorted by path: the
-/// deterministic order shards are cut from.
-pub fn image_files_in(dir: &Path) -> Result<Vec<PathBuf>, ClipError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ClipError::Io { path, source }
-    };
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(io(&d))? {
-            let p = e.map_err(io(&d))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Element type of the embedding files.

@@ -1,0 +1,119 @@
+//! `taiyi serve`: the HTTP embedding and zero-shot server (crate `taiyi-server`). This module
+//! only turns flags into a [`taiyi_server::ServeTask`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use taiyi_core::hub::HubOptions;
+use taiyi_core::{ClipOptions, ModelPaths, Precision, TextMode};
+use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig};
+
+use crate::args::{ModeArg, RunOptions, WARM_UP_TOKENS};
+use crate::error::CliError;
+
+/// Flags of `taiyi serve`.
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// HF text-tower directory (default: $TAIYI_TEXT_MODEL, else the hub).
+    #[arg(long, value_name = "DIR")]
+    text_model: Option<PathBuf>,
+    /// open_clip checkpoint file or directory (default: $TAIYI_VISION_MODEL, else the hub).
+    #[arg(long, value_name = "FILE")]
+    vision_model: Option<PathBuf>,
+    /// Image-tower architecture: an open_clip name (ViT-H-14, ViT-L-14, ViT-B-16, ViT-B-32,
+    /// with -quickgelu) or an open_clip model-config JSON file.
+    #[arg(long, default_value = "ViT-H-14", value_name = "NAME|FILE.json")]
+    vision_arch: String,
+    /// Text mode: masked (batch-invariant: a text's vector never depends on what it was
+    /// batched with; the default here), card (the model card; each request then runs alone),
+    /// fixed77.
+    #[arg(long, value_enum, default_value = "masked")]
+    mode: ModeArg,
+    /// Address to listen on (127.0.0.1: this machine only).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Model requests processed at once; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_requests)]
+    max_concurrent_requests: usize,
+    /// Texts / images / labels per request; more are answered 413.
+    #[arg(long, default_value_t = Limits::default().max_batch_items)]
+    max_batch_items: usize,
+    /// Largest request body (bytes, or 512KB, 32MB, …); larger are answered 413.
+    #[arg(long, default_value = "32MB", value_parser = taiyi_server::parse_byte_size)]
+    payload_limit: usize,
+    /// Largest image (width × height, checked before decoding); larger are answered 422.
+    #[arg(long, default_value_t = Limits::default().max_image_pixels)]
+    max_image_pixels: u64,
+    /// A text batch closes at this many tokens.
+    #[arg(long, default_value_t = BatchConfig::default().max_batch_tokens)]
+    max_batch_tokens: usize,
+    /// An image batch closes at this many images.
+    #[arg(long, default_value_t = BatchConfig::default().max_batch_images)]
+    max_batch_images: usize,
+    /// Longest wait (ms) of a batch's first request for others to join it.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Jobs the inference queue holds (full: 503).
+    #[arg(long, default_value_t = BatchConfig::default().queue_capacity)]
+    queue_capacity: usize,
+    /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
+    #[arg(long)]
+    text_batch_size: Option<usize>,
+    /// Images per forward pass [default: 8 on cpu, 64 on GPUs].
+    #[arg(long)]
+    image_batch_size: Option<usize>,
+}
+
+/// Load the model on `run.device` and serve until SIGINT/SIGTERM (requests in flight drained).
+pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result<(), CliError> {
+    let paths = ModelPaths::resolve(
+        a.text_model.as_deref(),
+        a.vision_model.as_deref(),
+        &HubOptions::from_env(),
+    )?;
+    let text_mode: TextMode = a.mode.into();
+    let options = ClipOptions {
+        vision: taiyi_core::arch::vision_config(&a.vision_arch)?,
+        text_mode,
+        ..run.options(a.text_batch_size, a.image_batch_size)
+    };
+    let config = ServerConfig {
+        addr: SocketAddr::new(a.host, a.port),
+        api_key: a.api_key,
+        limits: Limits {
+            max_concurrent_requests: a.max_concurrent_requests.max(1),
+            max_batch_items: a.max_batch_items.max(1),
+            payload_limit: a.payload_limit,
+            max_image_pixels: a.max_image_pixels,
+        },
+        batch: BatchConfig {
+            max_batch_tokens: a.max_batch_tokens.max(1),
+            max_batch_images: a.max_batch_images.max(1),
+            max_wait: Duration::from_millis(a.max_wait_ms),
+            queue_capacity: a.queue_capacity.max(1),
+        },
+        model_info: ModelInfo {
+            text_model: paths.text_dir.display().to_string(),
+            vision_model: paths.vision_file.display().to_string(),
+            vision_arch: a.vision_arch,
+            device: run.device.to_string(),
+            precision: precision.to_string(),
+        },
+        ..ServerConfig::default()
+    };
+    let task = ServeTask {
+        config,
+        paths,
+        options,
+        warm_up_tokens: run.warm_up.then_some(WARM_UP_TOKENS),
+    };
+    run.device.run(precision, task).map_err(CliError::Serve)
+}
