@@ -54,10 +54,10 @@ pub fn images(obj: &Bound<'_, PyAny>) -> PyResult<Vec<ImageSource>> {
                 return Ok(ImageSource::Path(p));
             }
             // memoryview, numpy uint8 buffers, pyarrow binary scalars: anything `bytes()` takes.
-            if let Ok(b) = item.call_method0("tobytes") {
-                if let Ok(b) = b.cast::<PyBytes>() {
-                    return Ok(ImageSource::Bytes(b.as_bytes().to_vec()));
-                }
+            if let Ok(b) = item.call_method0("tobytes")
+                && let Ok(b) = b.cast::<PyBytes>()
+            {
+                return Ok(ImageSource::Bytes(b.as_bytes().to_vec()));
             }
             Err(PyTypeError::new_err(format!(
                 "an image must be bytes or a path (str / os.PathLike), got {}",

@@ -13,6 +13,9 @@ use crate::convert;
 use crate::engine::{self, Engine, Settings};
 use crate::errors::{self, Kind};
 
+/// One tokenized text: its ids and attention mask.
+type IdsAndMask = (Vec<u32>, Vec<u32>);
+
 /// `card` is the CLI's name of the model card's mode; the rest parse as [`TextMode`].
 fn text_mode(name: &str) -> Result<TextMode, ClipError> {
     match name.trim().to_ascii_lowercase().as_str() {
@@ -235,7 +238,7 @@ impl ClipModel {
         let padding = self::padding(padding)?;
         let truncation = max_length.map_or(Truncation::ModelMax, Truncation::MaxLength);
         let rows = py
-            .detach(|| -> Result<Vec<(Vec<u32>, Vec<u32>)>, ClipError> {
+            .detach(|| -> Result<Vec<IdsAndMask>, ClipError> {
                 let tok = self.tokenizer()?;
                 if padding == Padding::None {
                     return texts

@@ -276,7 +276,8 @@ impl RunningServer {
 }
 
 /// [`spawn`], then [`RunningServer::wait_for_signal`]: serve until SIGINT/SIGTERM, drain, and
-/// return.
+/// return. Prints `listening on http://ADDR` on stderr once bound (the model may still be
+/// loading: `/health` answers 503 until it is ready).
 ///
 /// # Errors
 /// As [`spawn`] and [`RunningServer::shutdown`].
@@ -285,5 +286,7 @@ where
     B: Backend,
     F: FnOnce() -> Result<ClipModel<B>, ClipError> + Send + 'static,
 {
-    spawn(config, load)?.wait_for_signal()
+    let server = spawn(config, load)?;
+    eprintln!("listening on http://{}", server.local_addr());
+    server.wait_for_signal()
 }

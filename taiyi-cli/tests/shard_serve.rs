@@ -1,0 +1,174 @@
+//! `taiyi embed-image --shard` (N shards together are one unsharded run, in clip-retrieval's
+//! layout) and `taiyi serve` through the binary (listens, answers, drains on SIGTERM).
+
+// Tests fail loudly on purpose.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn taiyi() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_taiyi"));
+    c.current_dir(root())
+        .env_remove("TAIYI_TEXT_MODEL")
+        .env_remove("TAIYI_VISION_MODEL")
+        .env("HF_HUB_OFFLINE", "1");
+    c
+}
+
+const TEXT: &str = "fixtures/text/tiny";
+const VISION: &str = "fixtures/vision/open_clip_model.safetensors";
+
+/// The `[rows, cols]` float32 values of a `.npy` written by taiyi.
+fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + len]).into_owned();
+    assert!(header.contains("'<f4'"), "{header}");
+    let shape = header.split('(').nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let values = bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (shape, values)
+}
+
+fn embed(out_dir: &Path, shard: Option<&str>) {
+    let mut c = taiyi();
+    c.args([
+        "embed-image",
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--images-dir",
+        "fixtures/jpeg",
+        "--dtype",
+        "float32",
+        "--out-dir",
+    ])
+    .arg(out_dir);
+    if let Some(s) = shard {
+        c.args(["--shard", s]);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn shards_together_equal_one_unsharded_run() {
+    let d = std::env::temp_dir().join(format!("taiyi-shard-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    embed(&d.join("all"), None);
+    let (shape, all) = npy_f32(&d.join("all/img_emb/img_emb_0.npy"));
+    assert!(shape[0] >= 3, "{shape:?}");
+    let mut joined = Vec::new();
+    let mut rows = 0;
+    for i in 0..3 {
+        embed(&d.join("sharded"), Some(&format!("{i}/3")));
+        let (s, v) = npy_f32(&d.join(format!("sharded/img_emb/img_emb_{i}.npy")));
+        assert!(
+            d.join(format!("sharded/metadata/metadata_{i}.parquet"))
+                .is_file()
+        );
+        rows += s[0];
+        joined.extend(v);
+    }
+    assert_eq!(rows, shape[0], "every image in exactly one shard");
+    assert_eq!(joined, all, "bitwise equal to the unsharded run");
+    // The metadata lists the paths in row order (a parquet string column holds them raw).
+    let meta = std::fs::read(d.join("all/metadata/metadata_0.parquet")).unwrap();
+    assert!(meta.starts_with(b"PAR1") && meta.ends_with(b"PAR1"));
+    let text = String::from_utf8_lossy(&meta);
+    let first = text.find("fixtures/jpeg/").expect("a path");
+    assert!(text[first..].contains(".jpg"));
+}
+
+fn http(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_answers_and_drains_on_sigterm() {
+    let mut child = taiyi()
+        .args([
+            "serve",
+            "--text-model",
+            TEXT,
+            "--vision-model",
+            VISION,
+            "--vision-arch",
+            "tiny",
+            "--port",
+            "0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let start = Instant::now();
+    loop {
+        let r = http(
+            port,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(start.elapsed() < Duration::from_secs(120), "never healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = r#"{"input": ["一只猫", "一只狗"]}"#;
+    let r = http(
+        port,
+        &format!(
+            "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let json: serde_json::Value =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json["data"].as_array().unwrap().len(), 2);
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+}
