@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The project's test command (README; CI runs it through .ci/run).
-# Needs the Rust toolchain and, for the software-GPU suites, Mesa's lavapipe Vulkan driver,
-# which step 0 installs when missing (apt). Every fixture is committed: no Python/torch/GPU.
+# Needs the Rust toolchain, python3 (>= 3.9, venv + pip, for the Python module's tests) and, for
+# the software-GPU suites, Mesa's lavapipe Vulkan driver, which step 0 installs when missing
+# (apt). Every fixture is committed: no torch, no GPU, no model download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+t0=$(date +%s)
+stamp() { echo "== test.sh: $1 done at +$(( $(date +%s) - t0 )) s"; }
 # 0. A software GPU for the wgpu suites (tests/gpu_parity.rs): lavapipe.
 scripts/install_lavapipe.sh
 # wgpu (winit/Vulkan loader) wants a runtime dir; CI has none.
@@ -12,15 +15,22 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/taiyi-xdg-$(id -u)"
   mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 fi
-# 1. Every test of the workspace on the CPU backend (flex), incl. doc tests and the parity tests.
-cargo test --workspace
-# 2. The software-GPU suites: the tiny parity suites of both towers and of ClipModel on
-#    Wgpu<f32> and Wgpu<f16> through lavapipe (tests/gpu_parity.rs), and taiyi-core's unit tests
-#    with the wgpu and CUDA backends compiled in (the "no CUDA driver" error path).
-#    Minimal autotuning: lavapipe is slow and these suites check numbers, not speed.
+stamp "lavapipe"
+# 1. Every test of the workspace in ONE build with every backend compiled in (flex, ndarray,
+#    wgpu, cuda): the CPU suites (doc tests, parity, CLI, server, store, preprocess), the
+#    software-GPU suites (tiny towers and ClipModel on Wgpu<f32> and Wgpu<f16> through
+#    lavapipe, tests/gpu_parity.rs), taiyi-core's unit tests with the wgpu/CUDA paths (the
+#    "no CUDA driver" error), and the CLI built with its wgpu/cuda features. One feature
+#    resolution for all of it: nothing is compiled twice. Minimal autotuning: lavapipe is
+#    slow and these suites check numbers, not speed.
+export TAIYI_CARGO_TEST_ARGS="--features taiyi-cli/wgpu,taiyi-cli/cuda,taiyi-core/ndarray"
+# shellcheck disable=SC2086
 CUBECL_AUTOTUNE_LEVEL=minimal TAIYI_CACHE_DIR="$PWD/target/taiyi-cache" \
-  cargo test -p taiyi-core --features wgpu,cuda --lib --test gpu_parity
-# 3. Every backend selection a user can make must build.
+  cargo test --workspace $TAIYI_CARGO_TEST_ARGS
+stamp "cargo test --workspace (CPU + lavapipe)"
+# 2. The Python module (taiyi-py, the build of step 1 installed into a venv) and Ray Data.
+scripts/test_python.sh
+stamp "python"
+# 3. A CPU build without flex (ndarray only) must build too.
 cargo check -p taiyi-core --no-default-features --features ndarray
-cargo check -p taiyi-cli --no-default-features --features flex,ndarray
-cargo check -p taiyi-cli --features wgpu,cuda
+stamp "ndarray-only check"

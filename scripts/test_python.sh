@@ -2,7 +2,8 @@
 # The Python module's tests: install the taiyi module (dev profile, the workspace target dir)
 # into a venv of its own and run pytest (taiyi-py/tests: the module against the `taiyi` CLI,
 # the Ray Data pipeline, the sharded CLI). Run after `cargo test --workspace` (scripts/test.sh
-# step 1), whose build it reuses as it is.
+# step 1, whose cargo arguments it takes from $TAIYI_CARGO_TEST_ARGS), whose build it reuses as
+# it is.
 #   TAIYI_PY_VENV   venv to use/create (default .venv-py, git-ignored)
 #   PYTHON          interpreter for a new venv (default python3, >= 3.9)
 #   TAIYI_PY_BUILD  `maturin`: build a dev wheel with `maturin develop --profile dev` instead
@@ -27,7 +28,8 @@ else
   # The extension module and the CLI exactly as `cargo test --workspace` built them (a no-op
   # right after it: the same feature resolution, nothing recompiles), installed as the
   # package taiyi/ = taiyi-py/python/taiyi + _taiyi.abi3.so.
-  cargo test --workspace --no-run
+  # shellcheck disable=SC2086
+  cargo test --workspace ${TAIYI_CARGO_TEST_ARGS:-} --no-run
   so="$target/debug/lib_taiyi.so"
   [ -f "$so" ] || so="$target/debug/lib_taiyi.dylib"
   site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
