@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use taiyi_preprocess::transform::{ImageError, ImageTransform, JpegDecoder, PilImage};
+use taiyi_preprocess::transform::{ImageError, ImageTransform, JpegDecoder};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/jpeg")
@@ -41,6 +41,7 @@ fn normalized(rgb: &[u8], t: &ImageTransform) -> Vec<f32> {
     t.normalize(rgb).expect("normalize")
 }
 
+#[cfg(feature = "libjpeg")]
 fn differing<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).filter(|(x, y)| x != y).count()
