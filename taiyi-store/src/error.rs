@@ -32,7 +32,7 @@ pub enum StoreError {
         path: PathBuf,
         /// The reader's error.
         #[source]
-        source: crate::torch::TorchError,
+        source: Box<crate::torch::TorchError>,
     },
     /// The safetensors file could not be parsed.
     #[error("cannot parse safetensors checkpoint {path}: {source}")]

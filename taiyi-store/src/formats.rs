@@ -10,7 +10,7 @@ use crate::StoreError;
 pub(crate) fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
     crate::torch::read(path).map_err(|source| StoreError::Pytorch {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })
 }
 

@@ -82,7 +82,7 @@ fn pickle_protocol_4_reads_as_torch_load_reads_it() {
 
 fn torch_error(file: &str) -> TorchError {
     match Checkpoint::open(fixture(file)) {
-        Err(StoreError::Pytorch { source, .. }) => source,
+        Err(StoreError::Pytorch { source, .. }) => *source,
         Err(e) => panic!("{file}: unexpected error {e}"),
         Ok(_) => panic!("{file} opened"),
     }
