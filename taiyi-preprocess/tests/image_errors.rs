@@ -70,6 +70,15 @@ fn corrupt_png_is_rejected() {
     let err = t.apply_bytes(&bytes).expect_err("corrupt");
     assert!(matches!(err, ImageError::Png { .. }), "{err}");
     assert!(std::error::Error::source(&err).is_some());
+    // A bad CRC on IHDR: the message names the chunk, not the decoder's debug struct.
+    let mut crc = read("rgb_640x480.png");
+    crc[29] ^= 0xFF;
+    let err = t.apply_bytes(&crc).expect_err("bad CRC");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("IHDR") && !msg.contains("ChunkType {"),
+        "{msg}"
+    );
     // Garbage after a valid signature
     let mut g = b"\x89PNG\r\n\x1a\n".to_vec();
     g.extend_from_slice(&[7u8; 40]);

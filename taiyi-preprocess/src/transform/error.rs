@@ -24,7 +24,7 @@ pub enum ImageError {
         source: std::io::Error,
     },
     /// The PNG decoder rejected the data (corrupt, truncated, bad CRC, ...).
-    #[error("{origin}: corrupt or truncated PNG: {source}")]
+    #[error("{origin}: corrupt or truncated PNG: {}", png_message(source))]
     Png {
         /// Where the data came from.
         origin: String,
@@ -130,4 +130,24 @@ pub enum ImageError {
         #[source]
         source: Box<ImageError>,
     },
+}
+
+/// The PNG decoder's message with its `ChunkType { type: IHDR, critical: true, … }` debug
+/// dumps reduced to the chunk name (`IHDR`).
+fn png_message(e: &png::DecodingError) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("ChunkType { type: ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "ChunkType { type: ".len()..];
+        let name_end = after.find([',', ' ', '}']).unwrap_or(after.len());
+        out.push_str(&after[..name_end]);
+        rest = match after.find('}') {
+            Some(close) => &after[close + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
