@@ -71,7 +71,7 @@ fn libjpeg_is_pixel_identical_to_pillow() {
     for c in &all {
         let name = s(c, "name");
         let path = dir().join(s(c, "file"));
-        let img: PilImage = t
+        let img: taiyi_preprocess::transform::PilImage = t
             .decode_path(&path)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(img.mode().name(), s(c, "pil_mode"), "{name}");
