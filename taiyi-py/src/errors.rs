@@ -64,11 +64,14 @@ pub fn kind(e: &ClipError) -> Kind {
         | ClipError::Tokenizer(
             TokenizerError::EmptyBatch
             | TokenizerError::MaxLengthTooSmall { .. }
-            | TokenizerError::RaggedBatch { .. },
+            | TokenizerError::RaggedBatch { .. }
+            | TokenizerError::PaddingTooLong { .. },
         )
         | ClipError::EmptyInput { .. }
         | ClipError::Mismatch { .. }
         | ClipError::InvalidDevice { .. }
+        | ClipError::InvalidPrecision { .. }
+        | ClipError::Architecture { .. }
         | ClipError::NoLogitScale { .. }
         | ClipError::Text(
             TextError::UnknownMode { .. }

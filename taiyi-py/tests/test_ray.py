@@ -2,6 +2,7 @@
 images: every vector bitwise equal to `taiyi embed-image` on the same files, none lost or
 duplicated; and the text variant against `taiyi embed-text --mode masked`."""
 
+import json
 import sys
 import time
 
@@ -39,7 +40,7 @@ def test_ray_image_pipeline_equals_cli(cluster, tmp_path, capsys):
     t = time.perf_counter()
     expected = cli_embed_images(["--images-dir", tmp_path / "images"], tmp_path / "cli.npy")
     cli_s = time.perf_counter() - t
-    names = (tmp_path / "cli.npy.names.txt").read_text().splitlines()
+    names = json.loads((tmp_path / "cli.npy.names.json").read_text())["names"]
     assert names == [str(p) for p in paths]
 
     t = time.perf_counter()
