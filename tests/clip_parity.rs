@@ -183,7 +183,8 @@ fn bad_inputs_are_errors() {
     assert!(model.encode_images(&[]).is_err());
     let missing = [ImageSource::from("/nonexistent/cat.jpg")];
     let err = model.encode_images(&missing).expect_err("missing file");
-    assert!(err.to_string().contains("/nonexistent/cat.jpg"), "{err}");
+    let report = taiyi_core::error_report(&err);
+    assert!(report.contains("/nonexistent/cat.jpg"), "{report}");
     let corrupt = [ImageSource::Bytes(b"\x89PNG\r\n\x1a\n garbage".to_vec())];
     assert!(model.encode_images(&corrupt).is_err());
     // A text far over 512 tokens is truncated, not a crash.

@@ -13,7 +13,7 @@ pub(crate) enum CliError {
     Tokenizer(#[from] taiyi_preprocess::tokenizer::TokenizerError),
     #[error(transparent)]
     Image(#[from] taiyi_preprocess::transform::ImageError),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]

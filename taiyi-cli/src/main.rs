@@ -91,7 +91,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut lines = output::chain(&e).into_iter();
+            let mut lines = taiyi_core::error_chain(&e).into_iter();
             if let Some(first) = lines.next() {
                 eprintln!("error: {first}");
             }

@@ -48,26 +48,6 @@ pub(crate) fn display_width(s: &str) -> usize {
         .sum()
 }
 
-/// The messages of `e` and of its sources, each once, as `"error: cause: cause"`.
-pub(crate) fn report_chain(e: &dyn std::error::Error) -> String {
-    chain(e).join(": ")
-}
-
-/// The messages of `e` and of its sources; a source whose text the previous message already
-/// contains is left out.
-pub(crate) fn chain(e: &dyn std::error::Error) -> Vec<String> {
-    let mut out = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let msg = s.to_string();
-        if out.last().is_none_or(|l| !l.contains(&msg)) {
-            out.push(msg);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// Refuse features that are not finite or, raw, that have no direction (zero norm): written
 /// out they would be NaN/null rows that silently rank anywhere.
 pub(crate) fn check_features(

@@ -61,7 +61,7 @@ pub enum ClipError {
         reason: String,
     },
     /// Downloading from the hub failed.
-    #[error("cannot download {file} from the Hugging Face hub repository {repo}: {source}")]
+    #[error("cannot download {file} from the Hugging Face hub repository {repo}")]
     Hub {
         /// The repository.
         repo: String,
@@ -94,7 +94,7 @@ pub enum ClipError {
         cache_dir: PathBuf,
     },
     /// Reading or writing a file (e.g. a `.npy`) failed.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -181,4 +181,24 @@ pub enum ClipError {
         /// The backend's message.
         message: String,
     },
+}
+
+/// The messages of `e` and of each of its sources, outermost first.
+///
+/// Every error of the taiyi crates states its own layer's fact and leaves the cause to
+/// [`std::error::Error::source`], so this chain is the whole story without repetition: the CLI
+/// prints it one cause per line, the server and the Python module join it with `": "`.
+pub fn error_chain(e: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push(s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// [`error_chain`] joined with `": "`: one line for logs, HTTP bodies and exceptions.
+pub fn error_report(e: &dyn std::error::Error) -> String {
+    error_chain(e).join(": ")
 }

@@ -54,7 +54,7 @@ pub use encoders::{
     DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, GPU_IMAGE_BATCH, GPU_TEXT_BATCH, ImageEncoder,
     ImageSource, PartialFeatures, PipelineStats, TextEncoder, TokenBatch, l2_normalize,
 };
-pub use error::ClipError;
+pub use error::{ClipError, error_chain, error_report};
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;

@@ -33,19 +33,9 @@ impl Kind {
     }
 }
 
-/// The message of `e` with every cause its text does not already include (like the CLI).
+/// The message of `e` with every cause, `": "`-separated (as the CLI and the server say it).
 pub fn message(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let m = s.to_string();
-        if !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        source = s.source();
-    }
-    out
+    taiyi_core::error_report(e)
 }
 
 /// The class for `e`: a missing file anywhere in the chain wins, then input errors.

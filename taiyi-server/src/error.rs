@@ -138,17 +138,7 @@ impl ApiError {
 
     /// The message with every cause, `: `-separated (the body's `message`).
     pub fn full_message(&self) -> String {
-        let mut message = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = s.source();
-        }
-        message
+        taiyi_core::error_report(self)
     }
 }
 

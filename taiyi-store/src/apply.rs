@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Element, Int, Tensor};
-use burn_store::{ApplyError, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
+use burn_store::{ApplyError, ModuleAdapter, ModuleSnapshot};
 
 use crate::cast::CastFloat;
+use crate::layout::TorchLayout;
 use crate::{Checkpoint, LoadSpec, StoreError, rename};
 
 /// The element kind of a module parameter.
@@ -135,7 +136,7 @@ impl Checkpoint {
             }
         }
         let cast = CastFloat::new(float_dtype);
-        let adapter = PyTorchToBurnAdapter.chain(cast.clone());
+        let adapter = TorchLayout.chain(cast.clone());
         let result = module.apply(snapshots, None, Some(Box::new(adapter)), false);
         if let Some(bad) = cast.take_found() {
             return Err(StoreError::NonFinite {

@@ -8,7 +8,7 @@ use burn::tensor::DType;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The file or directory could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path that failed.
         path: PathBuf,
@@ -35,13 +35,13 @@ pub enum StoreError {
         source: Box<crate::torch::TorchError>,
     },
     /// The safetensors file could not be parsed.
-    #[error("cannot parse safetensors checkpoint {path}: {source}")]
+    #[error("cannot read safetensors checkpoint {path}")]
     Safetensors {
         /// The file that failed.
         path: PathBuf,
         /// The reader's error.
         #[source]
-        source: burn_store::SafetensorsStoreError,
+        source: crate::safetensors::SafetensorsError,
     },
     /// A shard index (`*.index.json`) is malformed.
     #[error("malformed shard index {path}: {message}")]

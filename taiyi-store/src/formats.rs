@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use burn_store::{ModuleStore, SafetensorsStore, TensorSnapshot};
+use burn_store::TensorSnapshot;
 
 use crate::StoreError;
 
@@ -17,14 +17,10 @@ pub(crate) fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapsho
 pub(crate) fn read_safetensors(
     path: &Path,
 ) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
-    let mut store = SafetensorsStore::from_file(path).map_indices_contiguous(false);
-    let all = store
-        .get_all_snapshots()
-        .map_err(|source| StoreError::Safetensors {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(all.clone())
+    crate::safetensors::read(path).map_err(|source| StoreError::Safetensors {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub(crate) fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {

@@ -30,6 +30,8 @@ mod apply;
 mod cast;
 mod error;
 mod formats;
+mod layout;
+mod safetensors;
 mod torch;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,7 @@ use burn_store::TensorSnapshot;
 pub use error::StoreError;
 pub use formats::find_in_dir;
 use formats::{read_pytorch, read_safetensors, read_shards};
+pub use safetensors::SafetensorsError;
 pub use torch::{PickleError, TorchError};
 
 /// How a checkpoint's keys map onto a module.

@@ -39,7 +39,7 @@ pub use model::{
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
     /// A file or directory could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -48,7 +48,7 @@ pub enum TextError {
         source: std::io::Error,
     },
     /// `config.json` is not valid JSON or lacks a required field.
-    #[error("invalid BERT config {path}: {source}")]
+    #[error("invalid BERT config {path}")]
     ConfigJson {
         /// The config file.
         path: PathBuf,
@@ -63,7 +63,7 @@ pub enum TextError {
         message: String,
     },
     /// The weights could not be read or do not fit the model.
-    #[error("cannot load text tower weights from {path}: {source}")]
+    #[error("cannot load text tower weights from {path}")]
     Store {
         /// The weights file (or directory searched).
         path: PathBuf,

@@ -361,7 +361,12 @@ fn broken_or_missing_files_are_errors() {
     json.as_object_mut().unwrap().remove("hidden_size");
     std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
     let err = load_err(dir.path());
-    assert!(err.to_string().contains("hidden_size"), "{err}");
+    // The serde error (the cause) names the field.
+    let cause = std::error::Error::source(&err).map(|s| s.to_string());
+    assert!(
+        cause.as_deref().is_some_and(|c| c.contains("hidden_size")),
+        "{err}: {cause:?}"
+    );
     // Valid config, no weights.
     std::fs::copy(
         tiny_dir().join("config.json"),
@@ -369,9 +374,13 @@ fn broken_or_missing_files_are_errors() {
     )
     .unwrap();
     let err = load_err(dir.path());
-    let src = std::error::Error::source(&err)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    // The causes (the store's error, then the I/O error) name every file tried.
+    let mut src = String::new();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        src.push_str(&format!("{c}; "));
+        cause = c.source();
+    }
     assert!(
         src.contains("model.safetensors") && src.contains("pytorch_model.bin"),
         "{src}"

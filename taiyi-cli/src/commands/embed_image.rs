@@ -8,11 +8,11 @@ use clap::Args;
 use taiyi_core::retrieval::{EmbeddingIndex, Skipped};
 use taiyi_core::shard::{EmbeddingDtype, Shard, write_clip_retrieval};
 use taiyi_core::walk::{WalkOptions, image_files};
-use taiyi_core::{BackendTask, ImageSource, l2_normalize, to_vec};
+use taiyi_core::{BackendTask, ImageSource, error_report, l2_normalize, to_vec};
 
 use crate::args::{VisionModelArgs, image_encoder};
 use crate::error::CliError;
-use crate::output::{progress_bar, report_chain};
+use crate::output::progress_bar;
 
 #[derive(Args, Debug)]
 pub(crate) struct EmbedImageArgs {
@@ -130,10 +130,10 @@ impl BackendTask for EmbedImageArgs {
             let out = enc.encode_raw_skipping(&sources, &mut progress)?;
             for (i, e) in out.failed.iter().rev() {
                 let name = names.remove(*i);
-                eprintln!("skipped {name}: {}", report_chain(e));
+                eprintln!("skipped {name}: {}", error_report(e));
                 skipped.push(Skipped {
                     name,
-                    error: report_chain(e),
+                    error: error_report(e),
                 });
             }
             skipped.reverse();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// The vocabulary file could not be read (missing, unreadable).
-    #[error("cannot read vocabulary file {path}: {source}")]
+    #[error("cannot read vocabulary file {path}")]
     VocabRead {
         /// The vocabulary file.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum TokenizerError {
         source: std::io::Error,
     },
     /// The vocabulary file is not valid UTF-8 (Python reads it as strict UTF-8).
-    #[error("vocabulary file {path} is not valid UTF-8: {source}")]
+    #[error("vocabulary file {path} is not valid UTF-8")]
     VocabNotUtf8 {
         /// The vocabulary file.
         path: PathBuf,
@@ -62,7 +62,7 @@ pub enum TokenizerError {
         role: &'static str,
     },
     /// A tokenizer configuration file could not be read.
-    #[error("cannot read tokenizer config {path}: {source}")]
+    #[error("cannot read tokenizer config {path}")]
     ConfigRead {
         /// The config file.
         path: PathBuf,
@@ -71,7 +71,7 @@ pub enum TokenizerError {
         source: std::io::Error,
     },
     /// A tokenizer configuration file is not valid JSON.
-    #[error("tokenizer config {path} is not valid JSON: {source}")]
+    #[error("tokenizer config {path} is not valid JSON")]
     ConfigJson {
         /// The config file.
         path: PathBuf,

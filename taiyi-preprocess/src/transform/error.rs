@@ -15,7 +15,7 @@ pub struct LibjpegError(pub String);
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The file could not be read.
-    #[error("cannot read image file {path}: {source}")]
+    #[error("cannot read image file {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -33,7 +33,7 @@ pub enum ImageError {
         source: png::DecodingError,
     },
     /// The JPEG decoder rejected the data (corrupt, truncated, ...).
-    #[error("{origin}: corrupt or truncated JPEG: {source}")]
+    #[error("{origin}: corrupt or truncated JPEG")]
     Jpeg {
         /// Where the data came from.
         origin: String,
@@ -61,7 +61,7 @@ pub enum ImageError {
         source: gif::DecodingError,
     },
     /// The `image` crate (GIF, WebP, BMP, TIFF) rejected the data.
-    #[error("{origin}: cannot decode image: {source}")]
+    #[error("{origin}: cannot decode image")]
     Decode {
         /// Where the data came from.
         origin: String,
@@ -122,7 +122,7 @@ pub enum ImageError {
     #[error("empty batch: no images to preprocess")]
     EmptyBatch,
     /// One image of a batch failed.
-    #[error("batch image {index}: {source}")]
+    #[error("batch image {index}")]
     Batch {
         /// Position of the failing image in the batch.
         index: usize,

@@ -1,0 +1,110 @@
+"""CPU f32 speed of both towers, taiyi against PyTorch, back to back in one run (issue 9).
+
+For each case of the issue's table (ViT-H-14 at batch 1 and 4; the Taiyi BERT at 1x16, 32x16 and
+8x77 tokens, all ones mask), runs `taiyi bench --json` (random full-size weights, the CLI's
+default CPU backend) and then the same forward in PyTorch (random init, 2 threads,
+`torch.inference_mode`; BERT with eager and sdpa attention), alternating per case so that both
+sides see the same machine state. Prints a markdown table: median seconds, the ratio
+taiyi / PyTorch (time; < 1 is faster) and the fraction of this machine's sgemm rate each side
+reaches (torch 4096^3 matmul, measured at the start).
+
+    cargo build --release -p taiyi-cli
+    /work/.venv/bin/python scripts/bench_cpu.py [--taiyi target/release/taiyi] [--iters 5]
+"""
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+
+VIT_GFLOP = 334.6  # ViT-H-14 forward, per 224x224 image (open_clip's profile)
+WIDTH, LAYERS, FF, VOCAB = 1024, 24, 4096, 21128
+
+
+def bert_gflop(batch, seq):
+    """Multiply-adds x 2 of the Taiyi BERT forward (linear layers, attention, pooler)."""
+    per_token = LAYERS * 2 * (4 * WIDTH * WIDTH + 2 * WIDTH * FF)
+    attention = LAYERS * 2 * 2 * seq * WIDTH  # QK^T and AV, per token
+    pooler = 2 * WIDTH * WIDTH / seq
+    return batch * seq * (per_token + attention + pooler) / 1e9
+
+
+def median_time(fn, iters):
+    fn()  # warm-up
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def sgemm_gflops():
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    return 2 * 4096**3 / median_time(lambda: a @ b, 5) / 1e9
+
+
+def taiyi(bin_, tower, batch, seq, iters):
+    args = [bin_, "bench", "--tower", tower, "--batch", str(batch), "--iters", str(iters), "--json"]
+    if tower == "text":
+        args += ["--seq", str(seq)]
+    out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    return out[tower]["median_s"], out["backend"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--taiyi", default="target/release/taiyi")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peak = sgemm_gflops()
+    print(f"{platform.node()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads; torch sgemm 4096^3: {peak:.0f} GFLOP/s; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print()
+    print("| case | taiyi | PyTorch | taiyi / PyTorch (time) | taiyi % sgemm | PyTorch % sgemm |")
+    print("|---|---|---|---|---|---|")
+
+    import open_clip
+    from transformers import BertConfig, BertModel
+
+    vit = open_clip.create_model("ViT-H-14").visual.eval()
+    for batch in [1, 4]:
+        t, backend = taiyi(args.taiyi, "image", batch, None, args.iters)
+        x = torch.randn(batch, 3, 224, 224)
+        with torch.inference_mode():
+            p = median_time(lambda: vit(x), args.iters)
+        g = VIT_GFLOP * batch
+        print(f"| ViT-H-14 batch {batch} ({backend}) | {t:.3f} s | {p:.3f} s | {t / p:.3f}× "
+              f"| {100 * g / t / peak:.0f}% | {100 * g / p / peak:.0f}% |", flush=True)
+    del vit
+
+    cfg = BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS,
+                     num_attention_heads=16, intermediate_size=FF, max_position_embeddings=512,
+                     type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0, hidden_act="gelu")
+    models = {}
+    for impl in ["eager", "sdpa"]:
+        cfg._attn_implementation = impl
+        models[impl] = BertModel(cfg).eval()
+    for batch, seq in [(1, 16), (32, 16), (8, 77)]:
+        t, backend = taiyi(args.taiyi, "text", batch, seq, args.iters)
+        ids = torch.randint(0, VOCAB, (batch, seq))
+        mask = torch.ones(batch, seq, dtype=torch.long)
+        ps = {}
+        with torch.inference_mode():
+            for impl, m in models.items():
+                ps[impl] = median_time(lambda: m(ids, attention_mask=mask)[1], args.iters)
+        g = bert_gflop(batch, seq)
+        best = min(ps.values())
+        print(f"| BERT {batch}×{seq} ({backend}) | {t:.3f} s | {ps['eager']:.3f} s eager, "
+              f"{ps['sdpa']:.3f} s sdpa | {t / ps['eager']:.3f}× eager, {t / ps['sdpa']:.3f}× sdpa "
+              f"| {100 * g / t / peak:.0f}% | {100 * g / best / peak:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
