@@ -3,6 +3,8 @@
 # Needs the Rust toolchain, python3 (>= 3.9, venv + pip, for the Python module's tests) and, for
 # the software-GPU suites, Mesa's lavapipe Vulkan driver, which step 0 installs when missing
 # (apt). Every fixture is committed: no torch, no GPU, no model download.
+# Fuzzing is not part of it: the instrumented build of fuzz/ alone takes 10-20 minutes on 2
+# cores, beyond what the 60-minute budget leaves; run `scripts/fuzz.sh [SECONDS]` for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -5,12 +5,15 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use taiyi_preprocess::tokenizer::{BertTokenizer, Padding, Truncation, TokenizerOptions};
+use taiyi_preprocess::tokenizer::{BertTokenizer, Padding, TokenizerOptions, Truncation};
 
 fn tokenizer() -> &'static BertTokenizer {
     static T: OnceLock<BertTokenizer> = OnceLock::new();
     T.get_or_init(|| {
-        let vocab = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tokenizer/vocab.txt");
+        let vocab = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/tokenizer/vocab.txt"
+        );
         BertTokenizer::from_vocab_file(vocab, TokenizerOptions::default())
             .expect("the committed vocabulary loads")
     })

@@ -116,6 +116,7 @@ fn transpose_into<T: Copy>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

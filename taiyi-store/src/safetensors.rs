@@ -242,6 +242,7 @@ fn snapshot(path: &Rc<PathBuf>, key: &str, t: Located) -> TensorSnapshot {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
