@@ -259,6 +259,28 @@ impl Checkpoint {
     }
 }
 
+/// A tensor of a checkpoint file under `key`, read by `read` only when a module takes it.
+pub(crate) fn lazy_snapshot(
+    key: &str,
+    dtype: DType,
+    shape: Vec<usize>,
+    read: impl Fn() -> Result<TensorData, burn_store::TensorSnapshotError> + 'static,
+) -> TensorSnapshot {
+    TensorSnapshot::from_closure(
+        std::rc::Rc::new(read),
+        dtype,
+        burn::tensor::Shape::from(shape),
+        key.split('.').map(str::to_string).collect(),
+        Vec::new(),
+        burn::module::ParamId::new(),
+    )
+}
+
+/// A reader's I/O failure as the error of a lazily read tensor.
+pub(crate) fn read_failed(e: impl std::fmt::Display) -> burn_store::TensorSnapshotError {
+    burn_store::TensorSnapshotError::IoError(e.to_string())
+}
+
 /// The same lazily read tensor under another key.
 pub(crate) fn rename(snap: &TensorSnapshot, key: &str) -> TensorSnapshot {
     TensorSnapshot::from_closure(

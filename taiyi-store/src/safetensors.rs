@@ -16,9 +16,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use burn::module::ParamId;
-use burn::tensor::{BoolStore, DType, Shape, TensorData};
-use burn_store::{TensorSnapshot, TensorSnapshotError};
+use burn::tensor::{BoolStore, DType, TensorData};
+use burn_store::TensorSnapshot;
+
+use crate::read_failed;
 
 /// Largest header accepted (the `safetensors` library's own limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -216,29 +217,16 @@ fn check_tiling(
     Ok(())
 }
 
-fn io_err(e: impl std::fmt::Display) -> TensorSnapshotError {
-    TensorSnapshotError::IoError(e.to_string())
-}
-
 fn snapshot(path: &Rc<PathBuf>, key: &str, t: Located) -> TensorSnapshot {
-    let dtype = t.dtype;
-    let shape = Shape::from(t.shape.clone());
+    let (dtype, shape) = (t.dtype, t.shape.clone());
     let path = Rc::clone(path);
-    let read = move || -> Result<TensorData, TensorSnapshotError> {
+    crate::lazy_snapshot(key, dtype, shape, move || {
         let mut bytes = vec![0u8; t.len];
-        let mut file = File::open(path.as_path()).map_err(io_err)?;
-        file.seek(SeekFrom::Start(t.start)).map_err(io_err)?;
-        file.read_exact(&mut bytes).map_err(io_err)?;
+        let mut file = File::open(path.as_path()).map_err(read_failed)?;
+        file.seek(SeekFrom::Start(t.start)).map_err(read_failed)?;
+        file.read_exact(&mut bytes).map_err(read_failed)?;
         Ok(TensorData::from_bytes_vec(bytes, t.shape.clone(), t.dtype))
-    };
-    TensorSnapshot::from_closure(
-        Rc::new(read),
-        dtype,
-        shape,
-        key.split('.').map(str::to_string).collect(),
-        Vec::new(),
-        ParamId::new(),
-    )
+    })
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use burn::module::ParamId;
-use burn::tensor::{Shape, TensorData};
+use burn::tensor::TensorData;
 use burn_store::{TensorSnapshot, TensorSnapshotError};
+
+use crate::read_failed as io_err;
 
 pub use pickle::PickleError;
 use view::TensorRef;
@@ -213,10 +214,6 @@ fn read_zip(file: File) -> Result<Parsed, TorchError> {
     Ok((tensors, locs, big_endian))
 }
 
-fn io_err(e: impl std::fmt::Display) -> TensorSnapshotError {
-    TensorSnapshotError::IoError(e.to_string())
-}
-
 /// Read the bytes of `t`'s view (from its first element, `extent` elements).
 fn read_view(path: &Path, t: &TensorRef, loc: &Loc) -> Result<Vec<u8>, TensorSnapshotError> {
     let es = t.storage.dtype.size() as u64;
@@ -257,10 +254,9 @@ fn read_view(path: &Path, t: &TensorRef, loc: &Loc) -> Result<Vec<u8>, TensorSna
 }
 
 fn snapshot(path: &Rc<PathBuf>, key: &str, t: TensorRef, loc: Loc, big: bool) -> TensorSnapshot {
-    let dtype = t.storage.dtype;
-    let shape = Shape::from(t.shape.clone());
+    let (dtype, shape) = (t.storage.dtype, t.shape.clone());
     let path = Rc::clone(path);
-    let read = move || -> Result<TensorData, TensorSnapshotError> {
+    crate::lazy_snapshot(key, dtype, shape, move || {
         let es = t.storage.dtype.size();
         let raw = read_view(&path, &t, &loc)?;
         let mut bytes = if t.is_contiguous() {
@@ -277,13 +273,5 @@ fn snapshot(path: &Rc<PathBuf>, key: &str, t: TensorRef, loc: Loc, big: bool) ->
             t.shape.clone(),
             t.storage.dtype,
         ))
-    };
-    TensorSnapshot::from_closure(
-        Rc::new(read),
-        dtype,
-        shape,
-        key.split('.').map(str::to_string).collect(),
-        Vec::new(),
-        ParamId::new(),
-    )
+    })
 }
