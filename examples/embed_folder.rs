@@ -22,8 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let device = Default::default();
     let checkpoint = hub::resolve_vision_file(None, &hub::HubOptions::from_env())?;
-    let (encoder, _logit_scale) =
-        ImageEncoder::<Flex>::from_file(&checkpoint, &VisionConfig::vit_h_14(), &device)?;
+    let encoder = ImageEncoder::<Flex>::from_file(&checkpoint, &VisionConfig::vit_h_14(), &device)?;
     let sources: Vec<ImageSource> = files.iter().cloned().map(ImageSource::from).collect();
     let features = encoder.encode_raw_with_progress(&sources, &mut |n| {
         eprintln!("{n}/{} images", sources.len());

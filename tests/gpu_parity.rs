@@ -36,8 +36,8 @@ use taiyi_core::{
     BackendTask, ClipError, ClipModel, ClipOptions, DeviceSpec, ImageSource, ModelPaths, Precision,
     ShapeBuckets, TextMode, VisionConfig, ZeroShotClassifier, to_array2, to_vec,
 };
-use taiyi_text::{AttentionKernel as TextKernel, BertModel};
-use taiyi_vision::{AttentionKernel as VisionKernel, VisionTransformer};
+use taiyi_text::{AttentionKernel, BertModel};
+use taiyi_vision::VisionTransformer;
 
 const F32_TOL: f32 = 1e-5;
 const F16_MIN_COS: f32 = 0.999;
@@ -119,7 +119,7 @@ fn vision_suite<B: Backend>(label: &str, half: bool, device: &B::Device) {
     let (want, _) = vision_common::expected("features");
     // One checkpoint layout: loading is host code, tested per layout by the CPU suites.
     for file in ["open_clip_model.safetensors"] {
-        for kernel in [VisionKernel::Matmul, VisionKernel::Fused] {
+        for kernel in [AttentionKernel::Matmul, AttentionKernel::Fused] {
             let model = VisionTransformer::<B>::load_open_clip(
                 vision_common::fixture(file),
                 &VisionConfig::tiny(),
@@ -144,7 +144,7 @@ fn vision_suite<B: Backend>(label: &str, half: bool, device: &B::Device) {
 
 fn text_suite<B: Backend>(label: &str, half: bool, device: &B::Device) {
     let e = text_common::expected();
-    for kernel in [TextKernel::Explicit, TextKernel::Fused] {
+    for kernel in [AttentionKernel::Matmul, AttentionKernel::Fused] {
         let model =
             BertModel::<B>::from_pretrained_dir(&text_common::fixtures().join("tiny"), device)
                 .unwrap()

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
     ClipModel, ClipOptions, DeviceSpec, ImageEncoder, ModelPaths, ShapeBuckets, TextEncoder,
@@ -49,8 +49,8 @@ pub(crate) struct TextModelArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) text_model: Option<PathBuf>,
     /// Text mode: card (pad to longest, no mask: the model card), fixed77, masked.
-    #[arg(long, value_enum, default_value = "card")]
-    pub(crate) mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = TextMode::ModelCard)]
+    pub(crate) mode: TextMode,
     /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
     #[arg(long)]
     pub(crate) text_batch_size: Option<usize>,
@@ -114,23 +114,6 @@ pub(crate) fn warmed_up(what: &str, passes: usize, start: std::time::Instant) {
     );
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy)]
-pub(crate) enum ModeArg {
-    Card,
-    Fixed77,
-    Masked,
-}
-
-impl From<ModeArg> for TextMode {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Card => TextMode::ModelCard,
-            ModeArg::Fixed77 => TextMode::Fixed77,
-            ModeArg::Masked => TextMode::Masked,
-        }
-    }
-}
-
 /// The text and image towers together (`zero-shot`, `logits`).
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ClipArgs {
@@ -155,7 +138,7 @@ pub(crate) fn text_encoder<B: Backend>(
     let dir = hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?;
     let options = a.run.options(a.text_batch_size, None);
     let enc = TextEncoder::from_dir(&dir, device)?
-        .with_mode(a.mode.into())
+        .with_mode(a.mode)
         .with_batch_size(options.text_batch_size)
         .with_buckets(options.buckets);
     if a.run.warm_up {
@@ -171,7 +154,8 @@ pub(crate) fn image_encoder<B: Backend>(
 ) -> Result<(ImageEncoder<B>, Option<f32>, PathBuf), CliError> {
     let file = hub::resolve_vision_file(a.vision_model.as_deref(), &HubOptions::from_env())?;
     let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
-    let (enc, scale) = ImageEncoder::from_file(&file, &config, device)?;
+    let enc = ImageEncoder::from_file(&file, &config, device)?;
+    let scale = enc.logit_scale();
     let options = a.run.options(None, a.image_batch_size);
     let enc = enc
         .with_batch_size(options.image_batch_size)
@@ -192,7 +176,7 @@ pub(crate) fn clip_model<B: Backend>(
     let paths = ModelPaths::resolve(t.text_model.as_deref(), v.vision_model.as_deref(), &hub)?;
     let options = ClipOptions {
         vision: taiyi_core::arch::vision_config(&v.vision_arch)?,
-        text_mode: t.mode.into(),
+        text_mode: t.mode,
         ..t.run.options(t.text_batch_size, v.image_batch_size)
     };
     let model = ClipModel::load(&paths, &options, device)?;

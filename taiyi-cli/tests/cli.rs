@@ -4,42 +4,17 @@
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn taiyi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_taiyi"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("TAIYI_TEXT_MODEL")
-        .env_remove("TAIYI_VISION_MODEL")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("run taiyi")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = taiyi(args);
-    assert!(
-        out.status.success(),
-        "taiyi {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
+use common::{TEXT, VISION_BIN as VISION, ok, root, taiyi};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("taiyi-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     dir.join(name)
 }
-
-const TEXT: &str = "fixtures/text/tiny";
-const VISION: &str = "fixtures/vision/open_clip_pytorch_model.bin";
 
 fn expected() -> serde_json::Value {
     serde_json::from_str(

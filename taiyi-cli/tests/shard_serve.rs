@@ -4,27 +4,17 @@
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::{TEXT, VISION_ST, cmd};
 
-fn taiyi() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_taiyi"));
-    c.current_dir(root())
-        .env_remove("TAIYI_TEXT_MODEL")
-        .env_remove("TAIYI_VISION_MODEL")
-        .env("HF_HUB_OFFLINE", "1");
-    c
-}
-
-const TEXT: &str = "fixtures/text/tiny";
-const VISION: &str = "fixtures/vision/open_clip_model.safetensors";
+const VISION: &str = VISION_ST;
 
 /// The `[rows, cols]` float32 values of a `.npy` written by taiyi.
 fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
@@ -46,7 +36,7 @@ fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
 }
 
 fn embed(out_dir: &Path, shard: Option<&str>) {
-    let mut c = taiyi();
+    let mut c = cmd(&[]);
     c.args([
         "embed-image",
         "--vision-model",
@@ -111,7 +101,7 @@ fn http(port: u16, request: &str) -> String {
 
 #[test]
 fn serve_answers_and_drains_on_sigterm() {
-    let mut child = taiyi()
+    let mut child = cmd(&[])
         .args([
             "serve",
             "--text-model",

@@ -11,8 +11,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::backend::Backend;
+#[cfg(feature = "cuda")]
+use burn::tensor::bf16;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use burn::tensor::f16;
 
 use crate::ClipError;
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod gpu;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub use gpu::probe;
+mod cache;
+pub use cache::cache_dir;
 
 /// Which device to run on, as a user writes it: `cpu`, `wgpu[:N]`, `cuda[:N]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,16 +134,67 @@ impl DeviceSpec {
     pub fn run<T: BackendTask>(self, precision: Precision, task: T) -> Result<T::Output, T::Error> {
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
         if self != DeviceSpec::Cpu {
-            configure_kernel_cache();
+            gpu::configure_kernel_cache();
         }
-        match self {
-            DeviceSpec::Cpu => self.run_cpu(precision, task),
-            DeviceSpec::Wgpu(index) => self.run_wgpu(index, precision, task),
-            DeviceSpec::Cuda(index) => self.run_cuda(index, precision, task),
+        #[cfg(feature = "wgpu")]
+        use burn::backend::wgpu::{Wgpu, WgpuDevice};
+        #[cfg(feature = "wgpu")]
+        let wgpu_device = |index: Option<usize>| match index {
+            None => WgpuDevice::DefaultDevice,
+            Some(n) => WgpuDevice::DiscreteGpu(n),
+        };
+        #[cfg(feature = "cuda")]
+        use burn::backend::cuda::{Cuda, CudaDevice};
+        match (self, precision) {
+            #[cfg(any(feature = "flex", feature = "ndarray"))]
+            (DeviceSpec::Cpu, Precision::F32) => task.run::<CpuBackend>(Default::default()),
+            #[cfg(feature = "wgpu")]
+            (DeviceSpec::Wgpu(index), Precision::F32) => {
+                self.open::<Wgpu<f32>, T>(precision, wgpu_device(index), task)
+            }
+            #[cfg(feature = "wgpu")]
+            (DeviceSpec::Wgpu(index), Precision::F16) => {
+                self.open::<Wgpu<f16>, T>(precision, wgpu_device(index), task)
+            }
+            #[cfg(feature = "cuda")]
+            (DeviceSpec::Cuda(index), Precision::F32) => {
+                self.open::<Cuda<f32>, T>(precision, CudaDevice::new(index), task)
+            }
+            #[cfg(feature = "cuda")]
+            (DeviceSpec::Cuda(index), Precision::F16) => {
+                self.open::<Cuda<f16>, T>(precision, CudaDevice::new(index), task)
+            }
+            #[cfg(feature = "cuda")]
+            (DeviceSpec::Cuda(index), Precision::Bf16) => {
+                self.open::<Cuda<bf16>, T>(precision, CudaDevice::new(index), task)
+            }
+            _ => Err(self.unavailable(precision, self.why_unavailable()).into()),
         }
     }
 
-    fn unsupported(self, precision: Precision, reason: &str) -> ClipError {
+    /// Why this build cannot run `self` at a precision the `match` of [`DeviceSpec::run`]
+    /// has no arm for.
+    fn why_unavailable(self) -> &'static str {
+        match self {
+            DeviceSpec::Cpu if cfg!(any(feature = "flex", feature = "ndarray")) => {
+                "the CPU backends run in f32 only; use --precision f32"
+            }
+            DeviceSpec::Cpu => {
+                "no CPU backend compiled in (enable the `flex` or `ndarray` feature of taiyi-core)"
+            }
+            DeviceSpec::Wgpu(_) if cfg!(feature = "wgpu") => {
+                "wgpu has no bf16 support; use f16 or f32"
+            }
+            DeviceSpec::Wgpu(_) => {
+                "this build has no wgpu backend (rebuild with the `wgpu` feature)"
+            }
+            DeviceSpec::Cuda(_) => {
+                "this build has no CUDA backend (rebuild with the `cuda` feature)"
+            }
+        }
+    }
+
+    fn unavailable(self, precision: Precision, reason: &str) -> ClipError {
         ClipError::BackendUnavailable {
             device: self.to_string(),
             precision: precision.to_string(),
@@ -140,89 +202,10 @@ impl DeviceSpec {
         }
     }
 
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
-    fn run_cpu<T: BackendTask>(self, precision: Precision, task: T) -> Result<T::Output, T::Error> {
-        match precision {
-            Precision::F32 => task.run::<CpuBackend>(Default::default()),
-            _ => Err(self
-                .unsupported(
-                    precision,
-                    "the CPU backends run in f32 only; use --precision f32",
-                )
-                .into()),
-        }
-    }
-
-    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
-    fn run_cpu<T: BackendTask>(
-        self,
-        precision: Precision,
-        _task: T,
-    ) -> Result<T::Output, T::Error> {
-        Err(self
-            .unsupported(
-                precision,
-                "no CPU backend compiled in (enable the `flex` or `ndarray` feature of taiyi-core)",
-            )
-            .into())
-    }
-
-    #[cfg(feature = "wgpu")]
-    fn run_wgpu<T: BackendTask>(
-        self,
-        index: Option<usize>,
-        precision: Precision,
-        task: T,
-    ) -> Result<T::Output, T::Error> {
-        use burn::backend::wgpu::{Wgpu, WgpuDevice};
-        let device = match index {
-            None => WgpuDevice::DefaultDevice,
-            Some(n) => WgpuDevice::DiscreteGpu(n),
-        };
-        match precision {
-            Precision::F32 => self.open::<Wgpu<f32>, T>(precision, device, task),
-            Precision::F16 => self.open::<Wgpu<burn::tensor::f16>, T>(precision, device, task),
-            Precision::Bf16 => Err(self
-                .unsupported(precision, "wgpu has no bf16 support; use f16 or f32")
-                .into()),
-        }
-    }
-
-    #[cfg(not(feature = "wgpu"))]
-    fn run_wgpu<T: BackendTask>(
-        self,
-        _index: Option<usize>,
-        precision: Precision,
-        _task: T,
-    ) -> Result<T::Output, T::Error> {
-        Err(self
-            .unsupported(
-                precision,
-                "this build has no wgpu backend (rebuild with the `wgpu` feature)",
-            )
-            .into())
-    }
-
-    #[cfg(feature = "cuda")]
-    fn run_cuda<T: BackendTask>(
-        self,
-        index: usize,
-        precision: Precision,
-        task: T,
-    ) -> Result<T::Output, T::Error> {
-        use burn::backend::cuda::{Cuda, CudaDevice};
-        cuda_driver(index).map_err(|reason| self.unsupported(precision, &reason))?;
-        let device = CudaDevice::new(index);
-        match precision {
-            Precision::F32 => self.open::<Cuda<f32>, T>(precision, device, task),
-            Precision::F16 => self.open::<Cuda<burn::tensor::f16>, T>(precision, device, task),
-            Precision::Bf16 => self.open::<Cuda<burn::tensor::bf16>, T>(precision, device, task),
-        }
-    }
-
     /// Open `device` for backend `B` (the backend of the requested precision, so that the
     /// device's default float dtype — which burn fixes on first use, per device and not per
-    /// backend type — is `B`'s), then run the task.
+    /// backend type — is `B`'s), then run the task. CUDA: the driver and the GPU index are
+    /// checked first, before cubecl's device thread would panic on them.
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     fn open<B: Backend, T: BackendTask>(
         self,
@@ -230,127 +213,13 @@ impl DeviceSpec {
         device: B::Device,
         task: T,
     ) -> Result<T::Output, T::Error> {
-        probe::<B>(&device).map_err(|reason| self.unsupported(precision, &reason))?;
+        #[cfg(feature = "cuda")]
+        if let DeviceSpec::Cuda(index) = self {
+            gpu::cuda_driver(index).map_err(|reason| self.unavailable(precision, &reason))?;
+        }
+        gpu::probe::<B>(&device).map_err(|reason| self.unavailable(precision, &reason))?;
         task.run::<B>(device)
     }
-
-    #[cfg(not(feature = "cuda"))]
-    fn run_cuda<T: BackendTask>(
-        self,
-        _index: usize,
-        precision: Precision,
-        _task: T,
-    ) -> Result<T::Output, T::Error> {
-        Err(self
-            .unsupported(
-                precision,
-                "this build has no CUDA backend (rebuild with the `cuda` feature)",
-            )
-            .into())
-    }
-}
-
-/// Where taiyi keeps the GPU backends' autotune results and compiled kernels:
-/// `$TAIYI_CACHE_DIR`, else `taiyi` in the user cache directory (`$XDG_CACHE_HOME` or
-/// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows), else
-/// `.taiyi-cache` in the working directory.
-pub fn cache_dir() -> std::path::PathBuf {
-    if let Some(dir) = std::env::var_os("TAIYI_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return dir.into();
-    }
-    let user_cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
-            let home = std::path::PathBuf::from(home);
-            Some(if cfg!(target_os = "macos") {
-                home.join("Library/Caches")
-            } else {
-                home.join(".cache")
-            })
-        })
-        .or_else(|| std::env::var_os("LOCALAPPDATA").map(std::path::PathBuf::from));
-    user_cache.map_or_else(|| ".taiyi-cache".into(), |d| d.join("taiyi"))
-}
-
-/// Point CubeCL's autotune and kernel caches at [`cache_dir`] (CubeCL's own default is the
-/// `target/` folder of any Cargo project above the working directory, so the cache moved with
-/// the directory a command ran from). Keeps everything else of CubeCL's configuration
-/// (`cubecl.toml`, `CUBECL_*` variables); does nothing when the configuration was already
-/// fixed by an earlier use of a GPU backend in this process.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn configure_kernel_cache() {
-    use burn::cubecl::config::cache::CacheConfig;
-    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-    let mut state = CubeClRuntimeConfig::storage().lock();
-    if state.is_some() {
-        return;
-    }
-    let config = catch_panic(CubeClRuntimeConfig::from_current_dir).unwrap_or_default();
-    let mut config = config.override_from_env();
-    let dir = cache_dir();
-    config.autotune.cache = CacheConfig::File(dir.clone());
-    config.compilation.cache = Some(CacheConfig::File(dir));
-    *state = Some(std::sync::Arc::new(config));
-}
-
-/// Open the device and run one tiny op on it. GPU runtimes panic when no adapter or driver is
-/// present; turn that into an error message.
-///
-/// The probe is the first use of the device in the process, so it also fixes the device's
-/// default float dtype to `B::FloatElem` (burn keeps one default per device, shared by
-/// `Wgpu<f32>` and `Wgpu<f16>`): host data (pixels, ids, masks) then becomes tensors of the
-/// backend's precision. The towers also cast their inputs to their weights' dtype, so a device
-/// first used at another precision still runs.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-pub fn probe<B: Backend>(device: &B::Device) -> Result<(), String> {
-    let device = device.clone();
-    catch_panic(move || {
-        let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
-        t.sum().into_scalar();
-    })
-    .map_err(|msg| format!("the device could not be opened: {msg}"))
-}
-
-/// Run `f`, turning a panic into its message (GPU runtimes report a missing device by panicking).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
-    outcome.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown error".to_string())
-    })
-}
-
-/// Check that the CUDA driver library loads and that GPU `index` exists, before cubecl's
-/// device thread would panic on it (which surfaced as an opaque `RecvError`).
-#[cfg(feature = "cuda")]
-fn cuda_driver(index: usize) -> Result<(), String> {
-    use cudarc::driver::result;
-    let init = catch_panic(result::init).map_err(|_| {
-        "no CUDA driver: the NVIDIA driver library (libcuda.so) could not be loaded; \
-         is an NVIDIA GPU with its driver installed?"
-            .to_string()
-    })?;
-    init.map_err(|e| {
-        format!("the CUDA driver could not be initialised ({e:?}): no usable NVIDIA GPU")
-    })?;
-    let count = result::device::get_count()
-        .map_err(|e| format!("the CUDA driver could not count GPUs ({e:?})"))?;
-    let count = usize::try_from(count).unwrap_or(0);
-    if index >= count {
-        return Err(format!(
-            "no CUDA device {index}: the driver reports {count} GPU(s)"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -155,14 +155,13 @@ impl<B: Backend> ClipModel<B> {
             .with_mode(options.text_mode)
             .with_batch_size(options.text_batch_size)
             .with_buckets(options.buckets);
-        let (image, logit_scale) =
-            ImageEncoder::from_file(&paths.vision_file, &options.vision, device)?;
+        let image = ImageEncoder::from_file(&paths.vision_file, &options.vision, device)?;
         Ok(Self {
             text,
+            logit_scale: image.logit_scale(),
             image: image
                 .with_batch_size(options.image_batch_size)
                 .with_buckets(options.buckets),
-            logit_scale,
             vision_source: paths.vision_file.clone(),
         })
     }

@@ -119,8 +119,8 @@ impl<B: Backend> Towers<B> {
             self.settings.vision_model.as_deref(),
             &HubOptions::from_env(),
         )?;
-        let (encoder, logit_scale) =
-            ImageEncoder::from_file(&file, &self.options.vision, &self.device)?;
+        let encoder = ImageEncoder::from_file(&file, &self.options.vision, &self.device)?;
+        let logit_scale = encoder.logit_scale();
         let image = Arc::new(Image {
             encoder: encoder
                 .with_batch_size(self.options.image_batch_size)

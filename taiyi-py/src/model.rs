@@ -16,20 +16,9 @@ use crate::errors::{self, Kind};
 /// One tokenized text: its ids and attention mask.
 type IdsAndMask = (Vec<u32>, Vec<u32>);
 
-/// `card` is the CLI's name of the model card's mode; the rest parse as [`TextMode`].
+/// A text mode by its name (`card`, `fixed77`, `masked`).
 fn text_mode(name: &str) -> Result<TextMode, ClipError> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "card" => Ok(TextMode::ModelCard),
-        other => Ok(other.parse::<TextMode>()?),
-    }
-}
-
-fn mode_name(mode: TextMode) -> &'static str {
-    match mode {
-        TextMode::ModelCard => "card",
-        TextMode::Fixed77 => "fixed77",
-        TextMode::Masked => "masked",
-    }
+    Ok(name.parse::<TextMode>()?)
 }
 
 /// Taiyi-CLIP (Chinese CLIP): texts and images in one 1024-d space.
@@ -287,7 +276,7 @@ impl ClipModel {
     /// `card`, `fixed77` or `masked`.
     #[getter]
     fn text_mode(&self) -> &'static str {
-        mode_name(self.text_mode)
+        self.text_mode.name()
     }
 
     /// The image-tower architecture as given.
@@ -315,7 +304,7 @@ impl ClipModel {
             self.vision_arch,
             self.device.to_string(),
             self.precision.to_string(),
-            mode_name(self.text_mode),
+            self.text_mode.name(),
         )
     }
 }

@@ -214,7 +214,7 @@ pub(crate) async fn embed(
             let mode = req.mode.as_deref().map(wire::text_mode).transpose()?;
             let used = mode.unwrap_or(app.facts()?.text_mode);
             let (f, tokens) = app.texts(texts, mode).await?;
-            (f, json!({"mode": mode_name(used), "tokens": tokens}))
+            (f, json!({"mode": used.name(), "tokens": tokens}))
         }
         (None, Some(i)) => {
             let images = wire::strings("images", i, false, limit)?;
@@ -237,14 +237,6 @@ pub(crate) async fn embed(
         o.extend(e);
     }
     Ok(Json(out).into_response())
-}
-
-fn mode_name(m: TextMode) -> &'static str {
-    match m {
-        TextMode::ModelCard => "card",
-        TextMode::Fixed77 => "fixed77",
-        TextMode::Masked => "masked",
-    }
 }
 
 /// `POST /classify`: zero-shot classification, per image as `taiyi zero-shot --json` prints it.
@@ -351,7 +343,7 @@ pub(crate) async fn info(State(app): App) -> Response {
         "device": c.model_info.device,
         "precision": c.model_info.precision,
         "ready": facts.is_some(),
-        "text_mode": facts.map(|f| mode_name(f.text_mode)),
+        "text_mode": facts.map(|f| f.text_mode.name()),
         "batch_invariant": facts.map(|f| f.text_mode != TextMode::ModelCard),
         "max_text_tokens": facts.map(|f| f.max_tokens),
         "text_batch_size": facts.map(|f| f.text_batch_size),

@@ -181,15 +181,10 @@ pub(crate) fn check_no_images(field: &'static str, texts: &[String]) -> Result<(
 
 /// A text mode by its command-line name.
 pub(crate) fn text_mode(name: &str) -> Result<TextMode, ApiError> {
-    match name {
-        "masked" => Ok(TextMode::Masked),
-        "card" | "model-card" => Ok(TextMode::ModelCard),
-        "fixed77" => Ok(TextMode::Fixed77),
-        other => Err(ApiError::Field {
-            field: "mode",
-            reason: format!("unknown text mode '{other}' (masked, card or fixed77)"),
-        }),
-    }
+    name.parse().map_err(|_| ApiError::Field {
+        field: "mode",
+        reason: format!("unknown text mode '{name}' (masked, card or fixed77)"),
+    })
 }
 
 /// Prompt templates: absent (the labels themselves), `"zh"`, or an array of strings with

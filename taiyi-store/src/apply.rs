@@ -99,12 +99,13 @@ impl Checkpoint {
         let ignore = compile(spec.ignore.iter().map(|p| (*p, "")))?;
         let remap = compile(spec.remap.iter().copied())?;
         let source = self.source;
+        let mut names = Names::new(spec.renames);
         let mut snapshots = Vec::with_capacity(self.tensors.len());
         for (key, snap) in self.tensors {
             if ignore.iter().any(|(re, _)| re.is_match(&key)) {
                 continue;
             }
-            let mut new_key = key.clone();
+            let mut new_key = names.rename(&key);
             for (re, rep) in &remap {
                 new_key = re.replace_all(&new_key, rep.as_str()).into_owned();
             }
@@ -113,6 +114,7 @@ impl Checkpoint {
             } else {
                 rename(&snap, &new_key)
             });
+            names.original.insert(new_key, key);
         }
         // burn panics (then crashes) when an integer tensor meets a float parameter: check the
         // kinds first, from the module's structure (no parameter is read or initialised).
@@ -129,7 +131,7 @@ impl Checkpoint {
             {
                 return Err(StoreError::DType {
                     path: source,
-                    key,
+                    key: names.checkpoint_key(&key),
                     expected: want.name(),
                     found: s.dtype,
                 });
@@ -141,7 +143,7 @@ impl Checkpoint {
         if let Some(bad) = cast.take_found() {
             return Err(StoreError::NonFinite {
                 path: source,
-                key: checkpoint_name(&bad.key),
+                key: names.checkpoint_key(&bad.key),
                 index: bad.index,
                 value: bad.value,
                 overflow: bad.overflow,
@@ -155,7 +157,7 @@ impl Checkpoint {
                     found,
                 } => StoreError::Shape {
                     path: source,
-                    key: checkpoint_name(path),
+                    key: names.checkpoint_key(path),
                     expected: expected.to_vec(),
                     found: found.to_vec(),
                 },
@@ -163,7 +165,7 @@ impl Checkpoint {
                 | ApplyError::AdapterError { path, .. }
                 | ApplyError::LoadError { path, .. } => StoreError::Tensor {
                     path: source,
-                    key: path.clone(),
+                    key: names.checkpoint_key(path),
                     message: err.to_string(),
                 },
             });
@@ -172,9 +174,14 @@ impl Checkpoint {
             let keys: Vec<String> = result
                 .missing
                 .iter()
-                .map(|(k, _)| checkpoint_name(k))
+                .map(|(k, _)| names.checkpoint_key(k))
                 .collect();
-            let suggestions = suggest(&keys, &result.unused);
+            let unused: Vec<String> = result
+                .unused
+                .iter()
+                .map(|k| names.checkpoint_key(k))
+                .collect();
+            let suggestions = suggest(&keys, &unused);
             return Err(StoreError::Missing {
                 path: source,
                 keys,
@@ -188,6 +195,7 @@ impl Checkpoint {
             .unused
             .into_iter()
             .filter(|k| !burn_alias(k).is_some_and(|a| applied.contains(a.as_str())))
+            .map(|k| names.checkpoint_key(&k))
             .collect();
         if !unused.is_empty() {
             return Err(StoreError::Unused {
@@ -199,8 +207,62 @@ impl Checkpoint {
     }
 }
 
+/// The checkpoint's spelling of the keys a load works with.
+struct Names<'a> {
+    /// `(checkpoint, module)` segment renames.
+    renames: &'a [(&'a str, &'a str)],
+    /// Every key after renaming and remapping → the key as the checkpoint stores it.
+    original: BTreeMap<String, String>,
+}
+
+impl<'a> Names<'a> {
+    fn new(renames: &'a [(&'a str, &'a str)]) -> Self {
+        Self {
+            renames,
+            original: BTreeMap::new(),
+        }
+    }
+
+    /// `key` with every segment equal to a rename's checkpoint side replaced by its module side.
+    fn rename(&self, key: &str) -> String {
+        self.map_segments(key, |(from, to)| (from, to))
+    }
+
+    fn map_segments(
+        &self,
+        key: &str,
+        side: impl Fn((&'a str, &'a str)) -> (&'a str, &'a str),
+    ) -> String {
+        if self.renames.is_empty() {
+            return key.to_string();
+        }
+        key.split('.')
+            .map(|seg| {
+                self.renames
+                    .iter()
+                    .map(|&pair| side(pair))
+                    .find(|(from, _)| *from == seg)
+                    .map_or(seg, |(_, to)| to)
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The checkpoint's spelling of a module path or a renamed key: the stored key where the
+    /// checkpoint holds it (burn's norm `gamma`/`beta` read as `weight`/`bias`), else the path
+    /// with the renames undone (a key the checkpoint lacks).
+    fn checkpoint_key(&self, path: &str) -> String {
+        let torch = checkpoint_name(path);
+        self.original
+            .get(path)
+            .or_else(|| self.original.get(&torch))
+            .cloned()
+            .unwrap_or_else(|| self.map_segments(&torch, |(from, to)| (to, from)))
+    }
+}
+
 /// The PyTorch name of a burn parameter path: norms' `gamma`/`beta` are `weight`/`bias`.
-pub(crate) fn checkpoint_name(path: &str) -> String {
+fn checkpoint_name(path: &str) -> String {
     if let Some(p) = path.strip_suffix(".gamma") {
         format!("{p}.weight")
     } else if let Some(p) = path.strip_suffix(".beta") {
@@ -245,4 +307,51 @@ fn compile<'a>(
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Names;
+
+    const RENAMES: &[(&str, &str)] = &[("self", "self_attn"), ("LayerNorm", "layer_norm")];
+
+    #[test]
+    fn renames_whole_segments_and_reports_the_checkpoint_spelling() {
+        let mut names = Names::new(RENAMES);
+        let stored = "bert.encoder.layer.3.attention.self.query.weight";
+        let renamed = names.rename(stored);
+        assert_eq!(
+            renamed,
+            "bert.encoder.layer.3.attention.self_attn.query.weight"
+        );
+        // Only whole segments: `self_x` and `LayerNorms` stay.
+        assert_eq!(names.rename("a.self_x.LayerNorms"), "a.self_x.LayerNorms");
+        // A key the checkpoint holds is reported as stored (here after a remap dropped
+        // `bert.`); norms' burn names `gamma`/`beta` are the stored `weight`/`bias`.
+        names.original.insert(
+            "encoder.layer.3.attention.self_attn.query.weight".into(),
+            stored.into(),
+        );
+        names.original.insert(
+            "embeddings.layer_norm.weight".into(),
+            "bert.embeddings.LayerNorm.weight".into(),
+        );
+        assert_eq!(
+            names.checkpoint_key("encoder.layer.3.attention.self_attn.query.weight"),
+            stored
+        );
+        assert_eq!(
+            names.checkpoint_key("embeddings.layer_norm.gamma"),
+            "bert.embeddings.LayerNorm.weight"
+        );
+        // A key the checkpoint lacks: the renames undone.
+        assert_eq!(
+            names.checkpoint_key("encoder.layer.0.output.layer_norm.beta"),
+            "encoder.layer.0.output.LayerNorm.bias"
+        );
+        assert_eq!(
+            names.checkpoint_key("pooler.dense.bias"),
+            "pooler.dense.bias"
+        );
+    }
 }

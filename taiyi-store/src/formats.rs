@@ -7,23 +7,62 @@ use burn_store::TensorSnapshot;
 
 use crate::StoreError;
 
-pub(crate) fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+/// A checkpoint file format, told by the file name (case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `*.index.json`: a sharded checkpoint's `weight_map`.
+    ShardIndex,
+    /// `*.safetensors`.
+    Safetensors,
+    /// `*.bin`, `*.pt`, `*.pth`: `torch.save` (zip or legacy).
+    Pytorch,
+}
+
+impl Format {
+    /// The format of `path` by its name; an unknown extension is an error naming the file.
+    pub(crate) fn from_path(path: &Path) -> Result<Self, StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".index.json") {
+            Ok(Format::ShardIndex)
+        } else if name.ends_with(".safetensors") {
+            Ok(Format::Safetensors)
+        } else if [".bin", ".pt", ".pth"].iter().any(|e| name.ends_with(e)) {
+            Ok(Format::Pytorch)
+        } else {
+            Err(StoreError::UnsupportedFormat {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    /// Read `path` in this format.
+    pub(crate) fn read(self, path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+        match self {
+            Format::ShardIndex => read_shards(path),
+            Format::Safetensors => read_safetensors(path),
+            Format::Pytorch => read_pytorch(path),
+        }
+    }
+}
+
+fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
     crate::torch::read(path).map_err(|source| StoreError::Pytorch {
         path: path.to_path_buf(),
         source: Box::new(source),
     })
 }
 
-pub(crate) fn read_safetensors(
-    path: &Path,
-) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
     crate::safetensors::read(path).map_err(|source| StoreError::Safetensors {
         path: path.to_path_buf(),
         source,
     })
 }
 
-pub(crate) fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
     let bad = |message: String| StoreError::ShardIndex {
         path: index.to_path_buf(),
         message,
@@ -52,13 +91,10 @@ pub(crate) fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapsho
     let mut all = BTreeMap::new();
     for file in files {
         let shard = dir.join(&file);
-        let lower = file.to_lowercase();
-        let tensors = if lower.ends_with(".safetensors") {
-            read_safetensors(&shard)?
-        } else if lower.ends_with(".bin") || lower.ends_with(".pt") || lower.ends_with(".pth") {
-            read_pytorch(&shard)?
-        } else {
-            return Err(StoreError::UnsupportedFormat { path: shard });
+        // A shard is a weights file: an index naming another index is not followed.
+        let tensors = match Format::from_path(&shard)? {
+            Format::ShardIndex => return Err(StoreError::UnsupportedFormat { path: shard }),
+            format => format.read(&shard)?,
         };
         all.extend(tensors);
     }

@@ -41,17 +41,25 @@ use burn::tensor::{DType, TensorData};
 use burn_store::TensorSnapshot;
 
 pub use error::StoreError;
+use formats::Format;
 pub use formats::find_in_dir;
-use formats::{read_pytorch, read_safetensors, read_shards};
 pub use safetensors::SafetensorsError;
 pub use torch::{PickleError, TorchError};
 
 /// How a checkpoint's keys map onto a module.
+///
+/// A key goes through the [`LoadSpec::renames`] first, then the [`LoadSpec::remap`] table.
+/// Errors name keys in the checkpoint's own spelling: a key the checkpoint holds as it is
+/// stored, a key the module lacks with the renames undone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadSpec<'a> {
-    /// Regex rewrites applied in order to every checkpoint key (e.g.
-    /// `(r"\.attention\.self\.", ".attention.self_attn.")`); anchor them (`^`, `\.`) so they
-    /// cannot match by accident. Replacement strings may use `$1`-style groups.
+    /// Literal, invertible renames of whole key segments, `(checkpoint, module)`: for names a
+    /// Rust field cannot or should not spell, e.g. `("self", "self_attn")` or
+    /// `("LayerNorm", "layer_norm")`. A segment equal to the first is replaced by the second.
+    pub renames: &'a [(&'a str, &'a str)],
+    /// Regex rewrites applied in order to every (renamed) key, for structural moves (e.g.
+    /// `(r"\.in_proj_weight$", ".in_proj.weight")`); anchor them (`^`, `\.`) so they cannot
+    /// match by accident. Replacement strings may use `$1`-style groups.
     pub remap: &'a [(&'a str, &'a str)],
     /// Regexes matched against the checkpoint keys (before remapping): matching tensors are
     /// dropped silently. Everything else that the module does not use is an error.
@@ -99,21 +107,7 @@ impl Checkpoint {
                 ),
             });
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        let tensors = if name.ends_with(".index.json") {
-            read_shards(path)?
-        } else if name.ends_with(".safetensors") {
-            read_safetensors(path)?
-        } else if name.ends_with(".bin") || name.ends_with(".pt") || name.ends_with(".pth") {
-            read_pytorch(path)?
-        } else {
-            return Err(StoreError::UnsupportedFormat {
-                path: path.to_path_buf(),
-            });
-        };
+        let tensors = Format::from_path(path)?.read(path)?;
         if tensors.is_empty() {
             return Err(StoreError::Empty {
                 path: path.to_path_buf(),

@@ -185,7 +185,7 @@ fn remap_table_renames_keys() -> Result<(), StoreError> {
     write(&p, &sd);
     let spec = LoadSpec {
         remap: &[(r"\.LayerNorm\.", ".norm.")],
-        ignore: &[],
+        ..LoadSpec::default()
     };
     check_values(&Checkpoint::open(&p)?.load_into::<B, _>(net(), &spec)?);
     Ok(())
@@ -242,8 +242,8 @@ fn unused_tensor_is_named_unless_ignored() -> Result<(), StoreError> {
         "{err}"
     );
     let spec = LoadSpec {
-        remap: &[],
         ignore: &[r"^extra\.position_ids$"],
+        ..LoadSpec::default()
     };
     check_values(&Checkpoint::open(&p)?.load_into::<B, _>(net(), &spec)?);
     Ok(())

@@ -20,13 +20,6 @@ use taiyi_text::{AttentionKernel, BertConfig};
 
 const SHAPES: [(usize, usize); 3] = [(1, 16), (32, 16), (8, 77)];
 
-fn kname(k: AttentionKernel) -> &'static str {
-    match k {
-        AttentionKernel::Explicit => "explicit",
-        AttentionKernel::Fused => "fused",
-    }
-}
-
 fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     let device = B::Device::default();
     let filter: Vec<String> = std::env::args()
@@ -40,10 +33,10 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
                 .any(|f| format!("{name}/{id}").contains(f.as_str()))
     };
     let cases: Vec<(AttentionKernel, (usize, usize))> =
-        [AttentionKernel::Explicit, AttentionKernel::Fused]
+        [AttentionKernel::Matmul, AttentionKernel::Fused]
             .into_iter()
             .flat_map(|k| SHAPES.map(|s| (k, s)))
-            .filter(|(k, (b, s))| wanted(&format!("{}/{b}x{s}", kname(*k))))
+            .filter(|(k, (b, s))| wanted(&format!("{}/{b}x{s}", k.name())))
             .collect();
     if cases.is_empty() {
         return;
@@ -62,7 +55,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
         let _ = model.pooled(ids.clone(), None).into_data();
         group.throughput(Throughput::Elements((batch * seq) as u64));
         group.bench_with_input(
-            BenchmarkId::new(kname(kernel), format!("{batch}x{seq}")),
+            BenchmarkId::new(kernel.name(), format!("{batch}x{seq}")),
             &ids,
             |b, ids| b.iter(|| model.pooled(ids.clone(), None).into_data()),
         );

@@ -2,6 +2,7 @@
 
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
+use taiyi_nn::AttentionKernel;
 
 use crate::TextError;
 
@@ -39,6 +40,11 @@ pub struct BertConfig {
     /// Id of the `[PAD]` token, used when a text mode pads a batch.
     #[config(default = 0)]
     pub pad_token_id: usize,
+    /// How the layers compute attention (not part of `config.json`). Matmul by default: the
+    /// eager PyTorch reference's order of operations, and on flex as fast as the fused kernel
+    /// at these sequence lengths (`benches/text_tower.rs`).
+    #[config(default = "AttentionKernel::Matmul")]
+    pub attention_kernel: AttentionKernel,
 }
 
 impl BertConfig {
@@ -221,6 +227,7 @@ impl TryFrom<HfBertConfig> for BertConfig {
             type_vocab_size: hf.type_vocab_size,
             layer_norm_eps: hf.layer_norm_eps,
             pad_token_id: hf.pad_token_id.unwrap_or(0),
+            attention_kernel: AttentionKernel::Matmul,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -22,18 +22,21 @@
 
 use std::path::PathBuf;
 
+mod checks;
 mod config;
 mod load;
 mod mode;
 mod model;
 
 pub use config::{BertConfig, HfBertConfig};
-pub use load::{IGNORE, REMAP, WEIGHT_FILES, read_config};
+pub use load::{IGNORE, REMAP, RENAMES, WEIGHT_FILES, read_config};
 pub use mode::{ModeBatch, TextMode};
 pub use model::{
-    AttentionKernel, BertAttention, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer,
-    BertModel, BertOutput, BertPooler, BertResidualOutput, BertSelfAttention,
+    BertAttention, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel, BertOutput,
+    BertPooler, BertResidualOutput, BertSelfAttention,
 };
+/// The attention kernel choice, shared with the image tower (`taiyi-nn`).
+pub use taiyi_nn::AttentionKernel;
 
 /// Errors of the text tower.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +129,7 @@ pub enum TextError {
         row: usize,
     },
     /// Unknown text mode name.
-    #[error("unknown text mode '{name}' (expected model-card, fixed77 or masked)")]
+    #[error("unknown text mode '{name}' (expected card, fixed77 or masked)")]
     UnknownMode {
         /// The name given.
         name: String,

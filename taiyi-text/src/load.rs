@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use taiyi_store::{Checkpoint, LoadSpec, StoreError, find_in_dir};
+use taiyi_store::{Checkpoint, LoadSpec, find_in_dir};
 
 use crate::{BertConfig, BertModel, HfBertConfig, TextError};
 
@@ -15,19 +15,15 @@ pub const WEIGHT_FILES: &[&str] = &[
     "pytorch_model.bin.index.json",
 ];
 
-/// Checkpoint key rewrites onto the module's field names. `bert.` (the prefix of
-/// `BertFor*` checkpoints such as hfl's `BertForMaskedLM`) is dropped, `attention.self` is the
-/// field `self_attn`, and `LayerNorm.{weight,bias}` is `layer_norm.{gamma,beta}`.
-///
-/// The LayerNorm names are rewritten here rather than left to burn-store's
-/// `PyTorchToBurnAdapter`: in burn-store 0.21 a tensor found through the adapter's alternative
-/// name (`weight` for `gamma`) is still reported as unused, which strict loading rejects.
-pub const REMAP: &[(&str, &str)] = &[
-    (r"^bert\.", ""),
-    (r"\.attention\.self\.", ".attention.self_attn."),
-    (r"(^|\.)LayerNorm\.weight$", "${1}layer_norm.gamma"),
-    (r"(^|\.)LayerNorm\.bias$", "${1}layer_norm.beta"),
-];
+/// Checkpoint key segments that Rust cannot or should not spell as field names, renamed
+/// literally (`(checkpoint, module)`; errors name keys in the checkpoint's spelling):
+/// `attention.self` is the field `self_attn`, `LayerNorm` is `layer_norm` (whose
+/// `weight`/`bias` burn calls `gamma`/`beta`, matched by the store's layout adapter).
+pub const RENAMES: &[(&str, &str)] = &[("self", "self_attn"), ("LayerNorm", "layer_norm")];
+
+/// Structural key rewrites: `bert.` (the prefix of `BertFor*` checkpoints such as hfl's
+/// `BertForMaskedLM`) is dropped.
+pub const REMAP: &[(&str, &str)] = &[(r"^bert\.", "")];
 
 /// Checkpoint tensors that are dropped silently: the legacy int64 `position_ids` buffer and
 /// the pre-training heads (`cls.predictions.*` MLM head, `cls.seq_relationship.*` NSP head).
@@ -35,59 +31,6 @@ pub const REMAP: &[(&str, &str)] = &[
 /// `BertForSequenceClassification`, whose features are its logits, not the pooler output) is an
 /// error.
 pub const IGNORE: &[&str] = &[r"^(bert\.)?embeddings\.position_ids$", r"^cls\."];
-
-/// Map a module path (as burn-store reports it) back to the checkpoint's spelling.
-fn checkpoint_key(key: &str) -> String {
-    let mut parts: Vec<String> = key.split('.').map(str::to_string).collect();
-    let n = parts.len();
-    for i in 0..n {
-        let after_norm = i > 0 && parts[i - 1] == "LayerNorm";
-        match parts[i].as_str() {
-            "self_attn" => parts[i] = "self".to_string(),
-            "layer_norm" => parts[i] = "LayerNorm".to_string(),
-            "gamma" if after_norm => parts[i] = "weight".to_string(),
-            "beta" if after_norm => parts[i] = "bias".to_string(),
-            _ => {}
-        }
-    }
-    parts.join(".")
-}
-
-fn to_checkpoint_names(err: StoreError) -> StoreError {
-    let map = |v: Vec<String>| v.iter().map(|k| checkpoint_key(k)).collect();
-    match err {
-        StoreError::Missing {
-            path,
-            keys,
-            suggestions,
-        } => StoreError::Missing {
-            path,
-            keys: map(keys),
-            suggestions: map(suggestions),
-        },
-        StoreError::Unused { path, keys } => StoreError::Unused {
-            path,
-            keys: map(keys),
-        },
-        StoreError::Shape {
-            path,
-            key,
-            expected,
-            found,
-        } => StoreError::Shape {
-            path,
-            key: checkpoint_key(&key),
-            expected,
-            found,
-        },
-        StoreError::Tensor { path, key, message } => StoreError::Tensor {
-            path,
-            key: checkpoint_key(&key),
-            message,
-        },
-        other => other,
-    }
-}
 
 /// Read and check a Hugging Face `config.json`.
 pub fn read_config(path: &Path) -> Result<BertConfig, TextError> {
@@ -172,35 +115,11 @@ impl<B: Backend> BertModel<B> {
         ckpt.load_into::<B, _>(
             model,
             &LoadSpec {
+                renames: RENAMES,
                 remap: REMAP,
                 ignore: IGNORE,
             },
         )
-        .map_err(|e| TextError::Store {
-            path,
-            source: to_checkpoint_names(e),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::checkpoint_key;
-
-    #[test]
-    fn module_paths_map_back_to_checkpoint_keys() {
-        assert_eq!(
-            checkpoint_key("encoder.layer.3.attention.self_attn.query.weight"),
-            "encoder.layer.3.attention.self.query.weight"
-        );
-        assert_eq!(
-            checkpoint_key("embeddings.layer_norm.gamma"),
-            "embeddings.LayerNorm.weight"
-        );
-        assert_eq!(
-            checkpoint_key("encoder.layer.0.output.layer_norm.beta"),
-            "encoder.layer.0.output.LayerNorm.bias"
-        );
-        assert_eq!(checkpoint_key("pooler.dense.bias"), "pooler.dense.bias");
+        .map_err(|source| TextError::Store { path, source })
     }
 }

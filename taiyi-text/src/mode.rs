@@ -3,21 +3,28 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::{check_mask, int_values};
+use crate::checks::{check_mask, int_values};
 use crate::{BertModel, TextError};
 
 /// How a batch of tokenised texts is padded and whether padding is masked.
 ///
 /// The model card passes no attention mask, so a text's feature depends on how much padding its
 /// batch adds (REFERENCE.md §1); each mode below reproduces one PyTorch usage exactly.
+///
+/// Each mode has one name (`card`, `fixed77`, `masked`: [`TextMode::name`], `Display`, the CLI,
+/// the server and the Python module); [`FromStr`](std::str::FromStr) also takes `model-card`.
+/// With the `clap` feature it is a `clap::ValueEnum` of those names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TextMode {
     /// The model card: pad to the longest text of the batch, no attention mask (padding is
     /// attended to). A text's feature depends on the batch it is in.
     #[default]
+    #[cfg_attr(feature = "clap", value(name = "card", alias = "model-card"))]
     ModelCard,
     /// Fengshenbang's training/evaluation code: pad or truncate every text to 77 tokens, no
     /// attention mask. Batch-independent (every text gets the same padding).
+    #[cfg_attr(feature = "clap", value(name = "fixed77"))]
     Fixed77,
     /// Pad to the longest text and pass the attention mask: padding is ignored, so a text's
     /// feature does not depend on its batch (up to float rounding).
@@ -47,10 +54,10 @@ impl TextMode {
         self.pad_to().is_some()
     }
 
-    /// The mode's name as used on command lines: `model-card`, `fixed77`, `masked`.
+    /// The mode's name (command lines, the server's JSON, Python): `card`, `fixed77`, `masked`.
     pub fn name(&self) -> &'static str {
         match self {
-            TextMode::ModelCard => "model-card",
+            TextMode::ModelCard => "card",
             TextMode::Fixed77 => "fixed77",
             TextMode::Masked => "masked",
         }
@@ -67,8 +74,8 @@ impl std::str::FromStr for TextMode {
     type Err = TextError;
 
     fn from_str(s: &str) -> Result<Self, TextError> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "model-card" | "modelcard" => Ok(TextMode::ModelCard),
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "card" | "model-card" | "modelcard" => Ok(TextMode::ModelCard),
             "fixed77" | "fixed-77" => Ok(TextMode::Fixed77),
             "masked" => Ok(TextMode::Masked),
             _ => Err(TextError::UnknownMode {

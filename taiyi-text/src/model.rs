@@ -2,15 +2,14 @@
 //!
 //! Field names follow the Hugging Face checkpoint keys, except two that Rust cannot or should
 //! not spell: `attention.self` is the field `attention.self_attn`, and `LayerNorm` is
-//! `layer_norm`. The loader remaps those keys (and maps them back in error messages).
+//! `layer_norm`. The loader renames those segments ([`crate::RENAMES`]; errors use the
+//! checkpoint's spelling).
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Int, Tensor, bf16, f16};
+use burn::tensor::{DType, Int, Tensor, bf16, f16};
+use taiyi_nn::{Activation, AttentionKernel, linear_rows, merge_heads, sdpa, split_heads};
 
 use crate::{BertConfig, TextError};
 
@@ -21,18 +20,6 @@ pub struct BertOutput<B: Backend> {
     pub last_hidden_state: Tensor<B, 3>,
     /// `tanh(dense(last_hidden_state[:, 0]))`, `[batch, hidden]`: the Taiyi text feature.
     pub pooler_output: Tensor<B, 2>,
-}
-
-/// How the self-attention is computed. Both give the same result up to float rounding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AttentionKernel {
-    /// Written out with burn tensor ops: `softmax(q kᵀ / sqrt(d) + mask) v`, like the eager
-    /// PyTorch reference (`attn_implementation="eager"`).
-    #[default]
-    Explicit,
-    /// `burn::tensor::module::attention`, the backend's fused scaled-dot-product op
-    /// (the mask is passed as an additive bias).
-    Fused,
 }
 
 /// `embeddings.*`: word + token type 0 + absolute position, then LayerNorm.
@@ -81,51 +68,20 @@ pub struct BertSelfAttention<B: Backend> {
     /// `value` projection.
     pub value: Linear<B>,
     num_heads: usize,
-    head_dim: usize,
+    #[module(skip)]
+    kernel: AttentionKernel,
 }
 
 impl<B: Backend> BertSelfAttention<B> {
-    /// `x`: `[batch, seq, hidden]`; `bias`: additive mask `[batch, 1, 1, seq]` (0 = attend,
-    /// `f32::MIN` = masked, as transformers builds it). Returns the context `[batch, seq, hidden]`.
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        bias: Option<Tensor<B, 4>>,
-        kernel: AttentionKernel,
-    ) -> Tensor<B, 3> {
-        let [b, s, h] = x.dims();
-        let (nh, hd) = (self.num_heads, self.head_dim);
-        let split = |t: Tensor<B, 3>| t.reshape([b, s, nh, hd]).swap_dims(1, 2);
-        let q = split(linear3(&self.query, x.clone()));
-        let k = split(linear3(&self.key, x.clone()));
-        let v = split(linear3(&self.value, x));
-        let scale = 1.0 / (hd as f64).sqrt();
-        let ctx = match kernel {
-            AttentionKernel::Explicit => {
-                let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-                let scores = match bias {
-                    Some(bias) => scores + bias,
-                    None => scores,
-                };
-                softmax(scores, 3).matmul(v)
-            }
-            AttentionKernel::Fused => {
-                let bias = bias.map(|m| m.expand([b, nh, s, s]));
-                attention(
-                    q,
-                    k,
-                    v,
-                    None::<Tensor<B, 4, Bool>>,
-                    bias,
-                    AttentionModuleOptions {
-                        scale: Some(scale),
-                        softcap: None,
-                        is_causal: false,
-                    },
-                )
-            }
-        };
-        ctx.swap_dims(1, 2).reshape([b, s, h])
+    /// Multi-head self-attention with an optional additive mask (0 = attend, the dtype's most
+    /// negative finite value = masked, as transformers builds it).
+    ///
+    /// # Shapes
+    /// `x`: `[batch, seq, hidden]`, `bias`: `[batch, 1, 1, seq]` → `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let heads = |layer: &Linear<B>| split_heads(linear_rows(layer, x.clone()), self.num_heads);
+        let (q, k, v) = (heads(&self.query), heads(&self.key), heads(&self.value));
+        merge_heads(sdpa(q, k, v, bias, self.kernel))
     }
 }
 
@@ -141,7 +97,8 @@ pub struct BertResidualOutput<B: Backend> {
 impl<B: Backend> BertResidualOutput<B> {
     /// `LayerNorm(dense(x) + residual)`; `x`: `[batch, seq, in]`, `residual`: `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.layer_norm.forward(linear3(&self.dense, x) + residual)
+        self.layer_norm
+            .forward(linear_rows(&self.dense, x) + residual)
     }
 }
 
@@ -173,17 +130,14 @@ pub struct BertLayer<B: Backend> {
 }
 
 impl<B: Backend> BertLayer<B> {
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`:
     /// `a = LN(x + attn(x)); LN(a + W2 gelu(W1 a))`.
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        bias: Option<Tensor<B, 4>>,
-        kernel: AttentionKernel,
-    ) -> Tensor<B, 3> {
-        let ctx = self.attention.self_attn.forward(x.clone(), bias, kernel);
+    ///
+    /// # Shapes
+    /// `x`: `[batch, seq, hidden]`, `bias`: `[batch, 1, 1, seq]` → `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let ctx = self.attention.self_attn.forward(x.clone(), bias);
         let a = self.attention.output.forward(ctx, x);
-        let i = gelu(linear3(&self.intermediate.dense, a.clone()));
+        let i = Activation::Gelu.forward(linear_rows(&self.intermediate.dense, a.clone()));
         self.output.forward(i, a)
     }
 }
@@ -226,17 +180,8 @@ pub struct BertModel<B: Backend> {
     max_positions: usize,
     vocab_size: usize,
     pad_token_id: usize,
-    kernel_fused: bool,
-}
-
-/// `Linear` on `[batch, seq, in]` as ONE `[batch*seq, in] x [in, out]` gemm. burn's `Linear` on
-/// a 3-D input broadcasts the weight over the batch and the CPU backends then run one small gemm
-/// per batch item, re-reading (re-packing) the whole weight each time: 32x16 tokens ran ~8x slower.
-fn linear3<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [b, s, i] = x.dims();
-    let y = layer.forward(x.reshape([b * s, i]));
-    let [_, o] = y.dims();
-    y.reshape([b, s, o])
+    #[module(skip)]
+    kernel: AttentionKernel,
 }
 
 fn linear<B: Backend>(i: usize, o: usize, device: &B::Device) -> Linear<B> {
@@ -270,7 +215,7 @@ impl BertConfig {
                         key: linear(h, h, device),
                         value: linear(h, h, device),
                         num_heads: self.num_attention_heads,
-                        head_dim: self.head_dim(),
+                        kernel: self.attention_kernel,
                     },
                     output: BertResidualOutput {
                         dense: linear(h, h, device),
@@ -295,7 +240,7 @@ impl BertConfig {
             max_positions: self.max_position_embeddings,
             vocab_size: self.vocab_size,
             pad_token_id: self.pad_token_id,
-            kernel_fused: false,
+            kernel: self.attention_kernel,
         }
     }
 }
@@ -307,19 +252,19 @@ impl<B: Backend> BertModel<B> {
         Ok(config.init(device))
     }
 
-    /// Select the attention kernel (default [`AttentionKernel::Explicit`]).
+    /// Select the attention kernel of every layer (default: the config's `attention_kernel`,
+    /// [`AttentionKernel::Matmul`]).
     pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
-        self.kernel_fused = kernel == AttentionKernel::Fused;
+        self.kernel = kernel;
+        for layer in &mut self.encoder.layer {
+            layer.attention.self_attn.kernel = kernel;
+        }
         self
     }
 
     /// The attention kernel in use.
     pub fn attention_kernel(&self) -> AttentionKernel {
-        if self.kernel_fused {
-            AttentionKernel::Fused
-        } else {
-            AttentionKernel::Explicit
-        }
+        self.kernel
     }
 
     /// Maximum sequence length (number of absolute positions).
@@ -353,7 +298,6 @@ impl<B: Backend> BertModel<B> {
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
     ) -> BertOutput<B> {
-        let kernel = self.attention_kernel();
         let mut x = self.embeddings.forward(input_ids);
         // transformers: (1 - mask) * finfo(dtype).min, added to the scaled scores. Built in the
         // dtype of the hidden states (the weights' dtype) with that dtype's finite minimum:
@@ -366,7 +310,7 @@ impl<B: Backend> BertModel<B> {
                 .reshape([b, 1, 1, s])
         });
         for layer in &self.encoder.layer {
-            x = layer.forward(x, bias.clone(), kernel);
+            x = layer.forward(x, bias.clone());
         }
         let pooler_output = self.pooler.forward(x.clone());
         BertOutput {
@@ -388,7 +332,7 @@ impl<B: Backend> BertModel<B> {
     ) -> Result<BertOutput<B>, TextError> {
         self.check_ids(&input_ids)?;
         if let Some(mask) = &attention_mask {
-            check_mask(&input_ids, mask)?;
+            crate::checks::check_mask(&input_ids, mask)?;
         }
         Ok(self.forward(input_ids, attention_mask))
     }
@@ -402,39 +346,6 @@ impl<B: Backend> BertModel<B> {
     ) -> Tensor<B, 2> {
         self.forward(input_ids, attention_mask).pooler_output
     }
-
-    fn check_ids(&self, ids: &Tensor<B, 2, Int>) -> Result<(), TextError> {
-        let [batch, seq] = ids.dims();
-        if batch == 0 || seq == 0 {
-            return Err(TextError::EmptyInput { batch, seq });
-        }
-        if seq > self.max_positions {
-            return Err(TextError::SequenceTooLong {
-                len: seq,
-                max: self.max_positions,
-            });
-        }
-        self.check_host_ids(&int_values(ids)?, seq)
-    }
-
-    /// Check token ids held on the host, row-major `[batch, seq]`: every id must be in the
-    /// vocabulary. Encoders call this on the tokenizer's output before building the device
-    /// tensors, so that a forward pass never reads its inputs back from the device.
-    pub fn check_host_ids(&self, ids: &[i64], seq: usize) -> Result<(), TextError> {
-        if let Some((i, &id)) = ids
-            .iter()
-            .enumerate()
-            .find(|(_, v)| **v < 0 || **v as u64 >= self.vocab_size as u64)
-        {
-            return Err(TextError::TokenOutOfRange {
-                id,
-                row: i / seq.max(1),
-                col: i % seq.max(1),
-                vocab_size: self.vocab_size,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// The most negative finite value of a float dtype (`torch.finfo(dtype).min`).
@@ -445,30 +356,4 @@ fn finite_min(dtype: DType) -> f64 {
         DType::F64 => f64::MIN,
         _ => f64::from(f32::MIN),
     }
-}
-
-pub(crate) fn check_mask<B: Backend>(
-    ids: &Tensor<B, 2, Int>,
-    mask: &Tensor<B, 2, Int>,
-) -> Result<Vec<i64>, TextError> {
-    if ids.dims() != mask.dims() {
-        return Err(TextError::MaskShape {
-            ids: ids.dims().to_vec(),
-            mask: mask.dims().to_vec(),
-        });
-    }
-    let values = int_values(mask)?;
-    if let Some(&v) = values.iter().find(|v| **v != 0 && **v != 1) {
-        return Err(TextError::MaskValue { value: v });
-    }
-    Ok(values)
-}
-
-pub(crate) fn int_values<B: Backend>(t: &Tensor<B, 2, Int>) -> Result<Vec<i64>, TextError> {
-    t.to_data()
-        .convert::<i64>()
-        .into_vec::<i64>()
-        .map_err(|e| TextError::Backend {
-            message: format!("cannot read an integer tensor back: {e:?}"),
-        })
 }

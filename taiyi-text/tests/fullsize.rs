@@ -71,7 +71,7 @@ fn full_size_text_tower_matches_pytorch() {
         let feats = model.text_features(ids_t, mask_t, mode).unwrap();
         let got: Vec<f32> = feats.into_data().into_vec().unwrap();
         let dt = t.elapsed();
-        let key = mode.name().replace('-', "_");
+        let key = common::fixture_key(mode);
         let want = f32s(&format!("eager.{key}"));
         let raw = common::max_diff(&got, &want);
         let norm = common::max_diff(&normalise(&got, hidden), &normalise(&want, hidden));

@@ -65,7 +65,7 @@ fn batch_parity<B: Backend>(kernel: AttentionKernel, label: &str) {
 
 #[test]
 fn batched_parity_all_modes_flex() {
-    batch_parity::<Flex>(AttentionKernel::Explicit, "flex");
+    batch_parity::<Flex>(AttentionKernel::Matmul, "flex");
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn batched_parity_all_modes_flex_fused_attention() {
 
 #[test]
 fn batched_parity_all_modes_ndarray() {
-    batch_parity::<NdArray>(AttentionKernel::Explicit, "ndarray");
+    batch_parity::<NdArray>(AttentionKernel::Matmul, "ndarray");
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn single_text_parity_all_modes() {
         let ids = &e[&format!("single.{i}.input_ids")];
         let len = ids.shape[1];
         for mode in [TextMode::ModelCard, TextMode::Fixed77, TextMode::Masked] {
-            let name = mode.name().replace('-', "_");
+            let name = common::fixture_key(mode);
             let (input, mask) = match mode {
                 TextMode::Fixed77 => {
                     // Single text padded/truncated to 77 = that row of the fixed77 batch.
@@ -150,7 +150,7 @@ fn text_features_apply_each_mode_from_any_padding() {
         "fixture must hold a text longer than 77 tokens"
     );
     for mode in [TextMode::ModelCard, TextMode::Fixed77, TextMode::Masked] {
-        let want = &e[&format!("{}.batch.pooler", mode.name().replace('-', "_"))];
+        let want = &e[&format!("{}.batch.pooler", common::fixture_key(mode))];
         for (ids, mask, layout) in [longest, fixed] {
             if mode != TextMode::Fixed77 && layout == "fixed77" {
                 // The 77-token tokenizer output truncated the long text: only rows that fit

@@ -37,7 +37,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
     let cases: Vec<(AttentionKernel, usize)> = [AttentionKernel::Matmul, AttentionKernel::Fused]
         .into_iter()
         .flat_map(|k| [(k, 1), (k, 4)])
-        .filter(|(k, b)| wanted(&format!("{}/b{b}", kname(*k))))
+        .filter(|(k, b)| wanted(&format!("{}/b{b}", k.name())))
         .collect();
     if cases.is_empty() {
         return;
@@ -53,19 +53,12 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
         // Materialise the lazy random weights outside the measurement.
         let _ = model.forward(pixels.clone()).into_data();
         group.bench_with_input(
-            BenchmarkId::new(kname(kernel), format!("b{batch}")),
+            BenchmarkId::new(kernel.name(), format!("b{batch}")),
             &pixels,
             |b, px| b.iter(|| model.forward(px.clone()).into_data()),
         );
     }
     group.finish();
-}
-
-fn kname(k: AttentionKernel) -> &'static str {
-    match k {
-        AttentionKernel::Matmul => "matmul",
-        AttentionKernel::Fused => "fused",
-    }
 }
 
 fn benches(c: &mut Criterion) {

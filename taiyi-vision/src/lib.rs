@@ -28,11 +28,11 @@ mod config;
 mod load;
 mod model;
 
-pub use config::{Activation, VisionConfig};
+pub use config::VisionConfig;
 pub use load::{LoadedVision, MAX_ABS_LOGIT_SCALE, OPEN_CLIP_WEIGHT_FILES, open_clip_weights_in};
-pub use model::{
-    Attention, AttentionKernel, Mlp, ResidualAttentionBlock, Transformer, VisionTransformer,
-};
+pub use model::{Attention, Mlp, ResidualAttentionBlock, Transformer, VisionTransformer};
+/// The shared tower pieces, re-exported: the MLP activation and the attention kernel choice.
+pub use taiyi_nn::{Activation, AttentionKernel};
 
 use std::path::PathBuf;
 

@@ -150,7 +150,7 @@ impl<B: Backend> VisionTransformer<B> {
             model,
             &LoadSpec {
                 remap: REMAP,
-                ignore: &[],
+                ..LoadSpec::default()
             },
         )?;
         Ok(LoadedVision { model, logit_scale })

@@ -4,29 +4,11 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use taiyi_nn::{Activation, AttentionKernel, linear_rows, merge_heads, sdpa, split_qkv};
 
 use crate::VisionError;
-use crate::config::{Activation, VisionConfig};
-
-/// How the attention scores `softmax(q kᵀ / √d) v` are computed.
-///
-/// The default is [`AttentionKernel::Fused`]: on a shared 2-core CPU, full-size ViT-H-14 at
-/// batch 1 took 4.36 s (fused) vs 4.92 s (matmul) on flex; on ndarray the matmul path was
-/// faster (10.6 s vs 12.2 s), so pick [`AttentionKernel::Matmul`] there
-/// (`benches/vision_tower.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AttentionKernel {
-    /// `burn::tensor::module::attention`, the backend's fused scaled-dot-product attention
-    /// (flash attention on CubeCL backends with autotune).
-    #[default]
-    Fused,
-    /// Two batched matmuls around an explicit softmax.
-    Matmul,
-}
+use crate::config::VisionConfig;
 
 /// Fused `q, k, v` projection, output projection and the head split of open_clip's
 /// `nn.MultiheadAttention` (no mask, no dropout).
@@ -44,47 +26,14 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Self-attention over `x: [batch * tokens, width]` laid out batch-major;
-    /// returns `[batch * tokens, width]`.
-    pub fn forward(&self, x: Tensor<B, 2>, batch: usize) -> Tensor<B, 2> {
-        let [rows, width] = x.dims();
-        let tokens = rows / batch;
-        let heads = self.heads;
-        let head_dim = width / heads;
-        // [B*T, 3W] -> [B, T, 3, H, D] -> [3, B, H, T, D]
-        let qkv = self
-            .in_proj
-            .forward(x)
-            .reshape([batch, tokens, 3, heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| -> Tensor<B, 4> {
-            qkv.clone()
-                .narrow(0, i, 1)
-                .reshape([batch, heads, tokens, head_dim])
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
-        let scale = (head_dim as f64).powf(-0.5);
-        let ctx = match self.kernel {
-            AttentionKernel::Fused => attention(
-                q,
-                k,
-                v,
-                None,
-                None,
-                AttentionModuleOptions {
-                    scale: Some(scale),
-                    softcap: None,
-                    is_causal: false,
-                },
-            ),
-            AttentionKernel::Matmul => {
-                let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
-                softmax(scores, 3).matmul(v)
-            }
-        };
-        // [B, H, T, D] -> [B, T, H, D] -> [B*T, W]
-        let ctx = ctx.swap_dims(1, 2).reshape([rows, width]);
-        self.out_proj.forward(ctx)
+    /// Self-attention over every image's tokens.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, tokens, width]` → `[batch, tokens, width]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let (q, k, v) = split_qkv(linear_rows(&self.in_proj, x), self.heads);
+        let ctx = merge_heads(sdpa(q, k, v, None, self.kernel));
+        linear_rows(&self.out_proj, ctx)
     }
 }
 
@@ -100,14 +49,13 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    /// `x: [rows, width] -> [rows, width]`.
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let h = self.c_fc.forward(x);
-        let h = match self.activation {
-            Activation::Gelu => gelu(h),
-            Activation::QuickGelu => h.clone() * sigmoid(h.mul_scalar(1.702)),
-        };
-        self.c_proj.forward(h)
+    /// `c_proj(activation(c_fc(x)))`.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, tokens, width]` → `[batch, tokens, width]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let h = self.activation.forward(linear_rows(&self.c_fc, x));
+        linear_rows(&self.c_proj, h)
     }
 }
 
@@ -126,9 +74,12 @@ pub struct ResidualAttentionBlock<B: Backend> {
 }
 
 impl<B: Backend> ResidualAttentionBlock<B> {
-    /// `x: [batch * tokens, width] -> [batch * tokens, width]`.
-    pub fn forward(&self, x: Tensor<B, 2>, batch: usize) -> Tensor<B, 2> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), batch);
+    /// One pre-LN block.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, tokens, width]` → `[batch, tokens, width]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }
@@ -188,7 +139,7 @@ impl VisionConfig {
                     in_proj: LinearConfig::new(w, 3 * w).init(device),
                     out_proj: LinearConfig::new(w, w).init(device),
                     heads: self.heads,
-                    kernel: AttentionKernel::default(),
+                    kernel: self.attention_kernel,
                 },
                 ln_2: ln(),
                 mlp: Mlp {
@@ -226,7 +177,8 @@ impl<B: Backend> VisionTransformer<B> {
         self.output_dim
     }
 
-    /// Choose how attention scores are computed (see [`AttentionKernel`]).
+    /// Choose how attention scores are computed (see [`AttentionKernel`]; the default is the
+    /// config's `attention_kernel`).
     pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
         for block in &mut self.transformer.resblocks {
             block.attn.kernel = kernel;
@@ -254,18 +206,14 @@ impl<B: Backend> VisionTransformer<B> {
             .reshape([1, 1, width])
             .expand([batch, 1, width]);
         let x = Tensor::cat(vec![class, patches], 1);
-        let tokens = gh * gw + 1;
         let x = x + self.positional_embedding.val().unsqueeze_dim::<3>(0);
-        let mut x = self.ln_pre.forward(x.reshape([batch * tokens, width]));
+        let mut x = self.ln_pre.forward(x);
         for block in &self.transformer.resblocks {
-            x = block.forward(x, batch);
+            x = block.forward(x);
         }
         // ln_post is per token, so normalising only the class tokens equals open_clip's
         // `ln_post(x)[:, 0]`.
-        let cls = x
-            .reshape([batch, tokens, width])
-            .narrow(1, 0, 1)
-            .reshape([batch, width]);
+        let cls = x.narrow(1, 0, 1).reshape([batch, width]);
         self.ln_post.forward(cls).matmul(self.proj.val())
     }
 

@@ -10,7 +10,7 @@ use taiyi_core::hub::HubOptions;
 use taiyi_core::{ClipOptions, ModelPaths, Precision, TextMode};
 use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig};
 
-use crate::args::{ModeArg, RunOptions, WARM_UP_TOKENS};
+use crate::args::{RunOptions, WARM_UP_TOKENS};
 use crate::error::CliError;
 
 /// Flags of `taiyi serve`.
@@ -29,8 +29,8 @@ pub(crate) struct ServeArgs {
     /// Text mode: masked (batch-invariant: a text's vector never depends on what it was
     /// batched with; the default here), card (the model card; each request then runs alone),
     /// fixed77.
-    #[arg(long, value_enum, default_value = "masked")]
-    mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = TextMode::Masked)]
+    mode: TextMode,
     /// Address to listen on (127.0.0.1: this machine only).
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -79,7 +79,7 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
         a.vision_model.as_deref(),
         &HubOptions::from_env(),
     )?;
-    let text_mode: TextMode = a.mode.into();
+    let text_mode = a.mode;
     let options = ClipOptions {
         vision: taiyi_core::arch::vision_config(&a.vision_arch)?,
         text_mode,

@@ -49,18 +49,19 @@ pub struct ImageEncoder<B: Backend> {
     batch_size: usize,
     buckets: ShapeBuckets,
     device: B::Device,
+    logit_scale: Option<f32>,
 }
 
 impl<B: Backend> ImageEncoder<B> {
     /// Load an open_clip checkpoint file (`open_clip_model.safetensors`,
     /// `open_clip_pytorch_model.bin`, or a visual-only state dict) for `config`
-    /// (`VisionConfig::vit_h_14()` for Taiyi). Returns the encoder and the checkpoint's
-    /// `logit_scale` as stored (before `exp`), if it has one.
+    /// (`VisionConfig::vit_h_14()` for Taiyi). The checkpoint's `logit_scale`, if it has one,
+    /// is kept: [`ImageEncoder::logit_scale`].
     pub fn from_file(
         path: impl AsRef<Path>,
         config: &VisionConfig,
         device: &B::Device,
-    ) -> Result<(Self, Option<f32>), ClipError> {
+    ) -> Result<Self, ClipError> {
         config.validate()?;
         let ckpt = taiyi_store::Checkpoint::open(path)?;
         crate::arch::check_checkpoint(&ckpt, config)?;
@@ -70,10 +71,16 @@ impl<B: Backend> ImageEncoder<B> {
             taiyi_preprocess::transform::OPENAI_DATASET_MEAN,
             taiyi_preprocess::transform::OPENAI_DATASET_STD,
         )?;
-        Ok((
-            Self::new(loaded.model, transform, device.clone()),
-            loaded.logit_scale,
-        ))
+        let mut encoder = Self::new(loaded.model, transform, device.clone());
+        encoder.logit_scale = loaded.logit_scale;
+        Ok(encoder)
+    }
+
+    /// The `logit_scale` of the checkpoint this encoder was loaded from, as stored (before
+    /// `exp`); `None` for a checkpoint without one or an encoder assembled with
+    /// [`ImageEncoder::new`].
+    pub fn logit_scale(&self) -> Option<f32> {
+        self.logit_scale
     }
 
     /// Assemble from parts.
@@ -84,6 +91,7 @@ impl<B: Backend> ImageEncoder<B> {
             batch_size: DEFAULT_IMAGE_BATCH,
             buckets: ShapeBuckets::NONE,
             device,
+            logit_scale: None,
         }
     }
 

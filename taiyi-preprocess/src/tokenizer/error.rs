@@ -51,7 +51,7 @@ pub enum TokenizerError {
         /// 1-based line of the repeat.
         line: usize,
     },
-    /// A special token ([CLS], [SEP], [PAD], [UNK], [MASK] or a configured replacement) is not in the vocabulary.
+    /// A special token (`[CLS]`, `[SEP]`, `[PAD]`, `[UNK]`, `[MASK]` or a configured replacement) is not in the vocabulary.
     #[error("vocabulary {path} lacks the special token {token:?} ({role})")]
     MissingSpecialToken {
         /// The vocabulary file.
@@ -92,7 +92,7 @@ pub enum TokenizerError {
     /// `encode_batch` was given no texts.
     #[error("encode_batch needs at least one text, got an empty batch")]
     EmptyBatch,
-    /// A maximum length below 2 leaves no room for [CLS] and [SEP].
+    /// A maximum length below 2 leaves no room for `[CLS]` and `[SEP]`.
     #[error("max_length {max_length} is too small: [CLS] and [SEP] alone need 2 positions")]
     MaxLengthTooSmall {
         /// The requested length.

@@ -41,7 +41,7 @@ impl ImageTransform {
     ///
     /// # Errors
     /// As [`ImageTransform::decode_path`]; [`ImageError::InvalidConfig`] for an invalid
-    /// [`DECODE_MEMORY_ENV`].
+    /// [`DECODE_MEMORY_ENV`](crate::transform::DECODE_MEMORY_ENV).
     pub fn apply_path(&self, path: impl AsRef<Path>) -> Result<Vec<f32>, ImageError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| ImageError::Io {
@@ -56,7 +56,7 @@ impl ImageTransform {
     ///
     /// # Errors
     /// As [`ImageTransform::decode_bytes`]; [`ImageError::InvalidConfig`] for an invalid
-    /// [`DECODE_MEMORY_ENV`].
+    /// [`DECODE_MEMORY_ENV`](crate::transform::DECODE_MEMORY_ENV).
     pub fn apply_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
         self.apply_encoded(bytes, "<bytes>")
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
+use taiyi_text::TextMode;
 
 /// `fixtures/text` of the repository.
 pub fn fixtures() -> PathBuf {
@@ -117,4 +118,34 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// A fresh, empty temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// The key prefix of a text mode in `expected.safetensors` (`scripts/fixtures/text.py`).
+pub fn fixture_key(mode: TextMode) -> &'static str {
+    match mode {
+        TextMode::ModelCard => "model_card",
+        TextMode::Fixed77 => "fixed77",
+        TextMode::Masked => "masked",
+    }
+}
+
+/// The tiny HF text tower of the fixtures (`config.json`, vocab, weights).
+pub fn tiny_dir() -> PathBuf {
+    fixtures().join("tiny")
+}
+
+/// The tiny tower's `config.json`, parsed.
+pub fn tiny_json() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(tiny_dir().join("config.json")).unwrap()).unwrap()
+}
+
+/// Loading the model directory `dir` on flex, which must fail: the error.
+pub fn load_err(dir: &std::path::Path) -> taiyi_text::TextError {
+    match taiyi_text::BertModel::<burn::backend::Flex>::from_pretrained_dir(
+        dir,
+        &Default::default(),
+    ) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e,
+    }
 }

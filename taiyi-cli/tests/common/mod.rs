@@ -1,0 +1,105 @@
+//! Running the `taiyi` binary in the CLI tests: the command with a clean environment (no model
+//! variables, hub offline with an empty cache), its output, scratch folders.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The tiny HF text tower of the fixtures (relative to [`root`], the commands' working folder).
+pub const TEXT: &str = "fixtures/text/tiny";
+/// The tiny open_clip checkpoint, safetensors.
+pub const VISION_ST: &str = "fixtures/vision/open_clip_model.safetensors";
+/// The tiny open_clip checkpoint, PyTorch pickle.
+pub const VISION_BIN: &str = "fixtures/vision/open_clip_pytorch_model.bin";
+/// A 300×200 PNG.
+pub const PNG: &str = "fixtures/vision/gradient_300x200.png";
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `taiyi ARGS` run from [`root`] with a clean environment.
+pub fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_taiyi"));
+    c.args(args)
+        .current_dir(root())
+        .env_remove("TAIYI_TEXT_MODEL")
+        .env_remove("TAIYI_VISION_MODEL")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", "/nonexistent-taiyi-cache");
+    c
+}
+
+/// Run `taiyi ARGS` to completion.
+pub fn taiyi(args: &[&str]) -> Output {
+    cmd(args).output().expect("run taiyi")
+}
+
+/// The standard error of a run, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run `taiyi ARGS`, which must succeed; its standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = taiyi(args);
+    assert!(
+        out.status.success(),
+        "taiyi {args:?} failed: {}",
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Run `taiyi ARGS`, which must exit 1 with `needle` in its message and no panic; the message.
+pub fn fails(args: &[&str], needle: &str) -> String {
+    let out = taiyi(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "taiyi {args:?}: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(needle),
+        "taiyi {args:?}: {err:?} lacks {needle:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A fresh temporary folder for one test (`name` unique per test).
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("taiyi-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Temporary files (`.NAME.tmp-PID`) left in `d`.
+pub fn litter(d: &Path) -> Vec<String> {
+    std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// Make a FIFO at `p`.
+pub fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+    assert!(st.success());
+}
+
+/// The manifest (`FILE.npy.names.json`) of an index written by `taiyi embed-image`.
+pub fn manifest(npy: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{}.names.json", npy.display())).expect("manifest");
+    serde_json::from_str(&text).expect("json")
+}

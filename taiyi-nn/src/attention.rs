@@ -1,0 +1,187 @@
+//! Scaled dot-product attention and the moves between token rows and heads.
+
+use burn::config::Config;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
+
+/// How [`sdpa`] computes `softmax(q kᵀ / √d + bias) v`. Both give the same result up to float
+/// rounding; which is faster depends on the backend, so each tower's config picks its default
+/// by measurement (BENCHMARKS.md): the text tower [`AttentionKernel::Matmul`] (the eager
+/// PyTorch reference's order of operations), the image tower [`AttentionKernel::Fused`]
+/// (flex: ViT-H-14 batch 1 4.36 s fused vs 4.92 s matmul; ndarray the other way round).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Written out with burn tensor ops: two batched matmuls around an explicit softmax, like
+    /// PyTorch's eager attention (`attn_implementation="eager"`).
+    Matmul,
+    /// `burn::tensor::module::attention`, the backend's fused scaled-dot-product op (flash
+    /// attention on CubeCL backends with autotune); a mask is passed as an additive bias.
+    Fused,
+}
+
+impl AttentionKernel {
+    /// The kernel's name as benchmarks and logs print it: `matmul`, `fused`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttentionKernel::Matmul => "matmul",
+            AttentionKernel::Fused => "fused",
+        }
+    }
+}
+
+/// Scaled dot-product attention with the scale `1 / √head_dim`.
+///
+/// `bias` is added to the scaled scores before the softmax (a padding mask is `0` for keys to
+/// attend to and the dtype's most negative finite value for the others, as transformers builds
+/// it); it broadcasts over heads and queries.
+///
+/// # Shapes
+/// - `q`: `[batch, heads, queries, head_dim]`, `k` and `v`: `[batch, heads, keys, head_dim]`
+/// - `bias`: `[batch, 1, 1, keys]` (or any shape that expands to `[batch, heads, queries, keys]`)
+/// - returns `[batch, heads, queries, head_dim]`
+pub fn sdpa<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    kernel: AttentionKernel,
+) -> Tensor<B, 4> {
+    let [batch, heads, queries, head_dim] = q.dims();
+    let [_, _, keys, _] = k.dims();
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    match kernel {
+        AttentionKernel::Matmul => {
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+            let scores = match bias {
+                Some(bias) => scores + bias,
+                None => scores,
+            };
+            softmax(scores, 3).matmul(v)
+        }
+        AttentionKernel::Fused => attention(
+            q,
+            k,
+            v,
+            None::<Tensor<B, 4, Bool>>,
+            bias.map(|b| b.expand([batch, heads, queries, keys])),
+            AttentionModuleOptions {
+                scale: Some(scale),
+                softcap: None,
+                is_causal: false,
+            },
+        ),
+    }
+}
+
+/// Split the width of token rows into heads.
+///
+/// # Shapes
+/// `x`: `[batch, tokens, heads * head_dim]` → `[batch, heads, tokens, head_dim]`.
+pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [batch, tokens, width] = x.dims();
+    x.reshape([batch, tokens, heads, width / heads])
+        .swap_dims(1, 2)
+}
+
+/// Split a fused `q, k, v` projection (open_clip's `in_proj`, rows q, k, v in that order) into
+/// the three head tensors.
+///
+/// # Shapes
+/// `qkv`: `[batch, tokens, 3 * heads * head_dim]` → three `[batch, heads, tokens, head_dim]`.
+pub fn split_qkv<B: Backend>(
+    qkv: Tensor<B, 3>,
+    heads: usize,
+) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+    let [batch, tokens, width3] = qkv.dims();
+    let head_dim = width3 / 3 / heads;
+    // [B, T, 3W] -> [B, T, 3, H, D] -> [3, B, H, T, D]
+    let qkv = qkv
+        .reshape([batch, tokens, 3, heads, head_dim])
+        .permute([2, 0, 3, 1, 4]);
+    let part = |i: usize| -> Tensor<B, 4> {
+        qkv.clone()
+            .narrow(0, i, 1)
+            .reshape([batch, heads, tokens, head_dim])
+    };
+    (part(0), part(1), part(2))
+}
+
+/// Merge heads back into token rows (the inverse of [`split_heads`]).
+///
+/// # Shapes
+/// `x`: `[batch, heads, tokens, head_dim]` → `[batch, tokens, heads * head_dim]`.
+pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [batch, heads, tokens, head_dim] = x.dims();
+    x.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData, Tolerance};
+
+    use super::*;
+
+    type B = Flex;
+
+    fn close<const D: usize>(got: Tensor<B, D>, want: Tensor<B, D>) {
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    /// One head, two queries, three keys with `v` rows 1, 2, 3 (times a column pattern). A
+    /// zero query attends uniformly (mean of `v`); a key masked with the finite minimum gets
+    /// no weight; a query aligned with a key of large dot product picks that key.
+    #[test]
+    fn known_values_for_both_kernels() {
+        let device = Default::default();
+        let q = Tensor::<B, 4>::from_floats([[[[0.0, 0.0], [40.0, 0.0]]]], &device);
+        let k = Tensor::<B, 4>::from_floats([[[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]], &device);
+        let v = Tensor::<B, 4>::from_floats([[[[1.0, -1.0], [2.0, -2.0], [3.0, -3.0]]]], &device);
+        let bias = Tensor::<B, 4>::from_floats([[[[0.0, 0.0, f32::MIN]]]], &device);
+        for kernel in [AttentionKernel::Matmul, AttentionKernel::Fused] {
+            let plain = sdpa(q.clone(), k.clone(), v.clone(), None, kernel);
+            // Query 1: scores 40/√2 ≈ 28.3 vs 0, 0: weight 1 - 2e-12 on key 0.
+            let want = Tensor::<B, 4>::from_floats([[[[2.0, -2.0], [1.0, -1.0]]]], &device);
+            close(plain, want);
+            let masked = sdpa(q.clone(), k.clone(), v.clone(), Some(bias.clone()), kernel);
+            let want = Tensor::<B, 4>::from_floats([[[[1.5, -1.5], [1.0, -1.0]]]], &device);
+            close(masked, want);
+        }
+    }
+
+    #[test]
+    fn heads_split_and_merge_by_width() {
+        let device = Default::default();
+        // [batch 1, tokens 2, width 4] with value = 10 * token + column.
+        let x = Tensor::<B, 3>::from_floats(
+            [[[0.0, 1.0, 2.0, 3.0], [10.0, 11.0, 12.0, 13.0]]],
+            &device,
+        );
+        let heads = split_heads(x.clone(), 2);
+        assert_eq!(heads.dims(), [1, 2, 2, 2]);
+        // Head 1 holds columns 2..4 of every token.
+        let want = Tensor::<B, 4>::from_floats(
+            [[[[0.0, 1.0], [10.0, 11.0]], [[2.0, 3.0], [12.0, 13.0]]]],
+            &device,
+        );
+        close(heads.clone(), want);
+        close(merge_heads(heads), x);
+    }
+
+    #[test]
+    fn fused_projection_splits_into_q_k_v() {
+        let device = Default::default();
+        // width 2, 1 head: q = columns 0..2, k = 2..4, v = 4..6.
+        let values: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let qkv = Tensor::<B, 3>::from_data(TensorData::new(values, [1, 2, 6]), &device);
+        let (q, k, v) = split_qkv(qkv, 1);
+        let t = |a: [[f32; 2]; 2]| Tensor::<B, 4>::from_floats([[a]], &device);
+        close(q, t([[0.0, 1.0], [6.0, 7.0]]));
+        close(k, t([[2.0, 3.0], [8.0, 9.0]]));
+        close(v, t([[4.0, 5.0], [10.0, 11.0]]));
+    }
+}

@@ -1,0 +1,19 @@
+//! The transformer pieces that both Taiyi towers (the BERT text tower in `taiyi-text`, the
+//! open_clip ViT in `taiyi-vision`) share, so each idea has one home:
+//!
+//! - [`AttentionKernel`] and [`sdpa`]: how `softmax(q kᵀ · scale + bias) v` is computed;
+//!   [`split_heads`], [`split_qkv`] and [`merge_heads`] move between token rows and heads.
+//! - [`linear_rows`]: a `Linear` over `[batch, tokens, in]` as one gemm.
+//! - [`Activation`]: the MLP activations (exact GELU, QuickGELU).
+//!
+//! The towers keep their checkpoint-shaped modules (field names follow the checkpoint keys);
+//! only these functions are shared. burn-nn's `MultiHeadAttention` is not used: it masks with
+//! -1e4 instead of the dtype's minimum, carries dropout and has no fused `in_proj`.
+
+mod activation;
+mod attention;
+mod linear;
+
+pub use activation::Activation;
+pub use attention::{AttentionKernel, merge_heads, sdpa, split_heads, split_qkv};
+pub use linear::linear_rows;
