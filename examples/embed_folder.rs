@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use burn::backend::Flex;
 use taiyi_core::retrieval::EmbeddingIndex;
-use taiyi_core::{ImageEncoder, ImageSource, VisionConfig, hub, to_vec, walk};
+use taiyi_core::{EncodeOptions, ImageEncoder, ImageSource, VisionConfig, hub, to_vec, walk};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -24,10 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checkpoint = hub::resolve_vision_file(None, &hub::HubOptions::from_env())?;
     let encoder = ImageEncoder::<Flex>::from_file(&checkpoint, &VisionConfig::vit_h_14(), &device)?;
     let sources: Vec<ImageSource> = files.iter().cloned().map(ImageSource::from).collect();
-    let features = encoder.encode_raw_with_progress(&sources, &mut |n| {
-        eprintln!("{n}/{} images", sources.len());
-    })?;
-    let features = taiyi_core::l2_normalize(features);
+    let progress = |n: usize| eprintln!("{n}/{} images", sources.len());
+    let features = encoder.encode(&sources, &EncodeOptions::default().with_progress(&progress))?;
     let [n, d] = features.dims();
     let out = PathBuf::from(out);
     EmbeddingIndex::write(&out, d, &to_vec(features)?, &names, true, &[])?;

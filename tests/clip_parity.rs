@@ -11,11 +11,15 @@
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "../taiyi-text/tests/common/mod.rs"]
+mod text_common;
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use taiyi_core::{
-    ClipModel, ClipOptions, ImageSource, ModelPaths, VisionConfig, ZeroShotClassifier, to_array2,
+    ClipModel, ClipOptions, EncodeOptions, ImageSource, ModelPaths, TextEncoder, TextMode,
+    VisionConfig, ZeroShotClassifier, to_array2,
 };
 
 type B = Flex;
@@ -124,12 +128,13 @@ fn zero_shot_matches_labels_and_template_ensemble() {
     // No template: the labels themselves, exactly the model card.
     let plain = ZeroShotClassifier::new(&model, &labels, &[] as &[&str]).expect("classifier");
     let feats = model.encode_images(&imgs).expect("features");
-    let (probs, _) = plain.probabilities(&model, feats.clone()).expect("probs");
+    let (probs, _) = plain.probabilities(feats.clone()).expect("probs");
     let d = max_abs_diff(&to_array2(probs).expect("host"), &matrix(&exp["probs"]));
     assert!(d <= 2e-5, "zero-shot probs differ by {d}");
     // Ranked output: best first, probabilities summing to 1.
-    let ranked = plain.classify(&model, &imgs).expect("classify");
-    for row in &ranked {
+    let classes = plain.classify(feats.clone()).expect("classify");
+    for c in &classes {
+        let row = c.ranked();
         assert!(row.windows(2).all(|w| w[0].probability >= w[1].probability));
         let total: f32 = row.iter().map(|p| p.probability).sum();
         assert!((total - 1.0).abs() < 1e-5);
@@ -142,7 +147,7 @@ fn zero_shot_matches_labels_and_template_ensemble() {
         .map(|t| t.as_str().expect("template").to_string())
         .collect();
     let ens = ZeroShotClassifier::new(&model, &labels, &templates).expect("ensemble");
-    let (probs, _) = ens.probabilities(&model, feats).expect("probs");
+    let (probs, _) = ens.probabilities(feats).expect("probs");
     let d = max_abs_diff(
         &to_array2(probs).expect("host"),
         &matrix(&exp["ensemble_probs"]),
@@ -282,4 +287,52 @@ fn warm_up_runs_every_bucket() {
     // Lengths 16, 32, 40 (capped) x batches 1, 2, 4; images: batches 1, 2, 4.
     assert_eq!(report.text_passes, 9);
     assert_eq!(report.image_passes, 3);
+}
+
+/// `TextEncoder` applies each `TextMode` as PyTorch does, on the tiny random-weight BERT of
+/// `fixtures/text` (scripts/fixtures/text.py): the tokenizer's padding for the mode is the
+/// Python tokenizer's, id for id (`padding=True`; `padding="max_length", truncation=True,
+/// max_length=77` with an 81-token text, so the 76 + `[SEP]` truncation rule is covered), and
+/// the features equal `BertModel` on those ids (no mask in the model card and fixed77 modes, the
+/// mask in masked) — in one forward pass and in chunks of 2 texts (the masked mode then sorts by
+/// length and pads each chunk to its own longest text).
+///
+/// Tolerance 2e-5 on the raw pooler output (as taiyi-text's parity tests): f32 on both sides,
+/// other summation orders; a wrong padding or mask rule moves it by 1e-1 (see
+/// `fixtures_discriminate_the_modes` there).
+#[test]
+fn text_encoder_applies_each_mode_as_pytorch() {
+    let device = Default::default();
+    let e = text_common::expected();
+    let json = std::fs::read_to_string(text_common::fixtures().join("texts.json")).unwrap();
+    let texts: Vec<String> = serde_json::from_str(&json).unwrap();
+    let encoder = TextEncoder::<Flex>::from_dir(text_common::fixtures().join("tiny"), &device)
+        .expect("tiny text encoder");
+    for mode in [TextMode::ModelCard, TextMode::Fixed77, TextMode::Masked] {
+        let layout = if mode == TextMode::Fixed77 {
+            "fixed77"
+        } else {
+            "longest"
+        };
+        let tokens = encoder.clone().with_mode(mode).tokenize(&texts).unwrap();
+        let ids: Vec<i64> = tokens.ids.into_data().convert::<i64>().into_vec().unwrap();
+        let mask: Vec<i64> = tokens.mask.into_data().convert::<i64>().into_vec().unwrap();
+        assert_eq!(ids, e[&format!("{layout}.input_ids")].i64, "{mode} ids");
+        assert_eq!(
+            mask,
+            e[&format!("{layout}.attention_mask")].i64,
+            "{mode} mask"
+        );
+        let want = &e[&format!("{}.batch.pooler", text_common::fixture_key(mode))];
+        for batch in [64, 2] {
+            let got = encoder
+                .clone()
+                .with_mode(mode)
+                .with_batch_size(batch)
+                .encode(&texts, &EncodeOptions::raw())
+                .unwrap();
+            let d = text_common::assert_close(&format!("{mode} batch {batch}"), got, want, 2e-5);
+            eprintln!("{mode}, {batch} texts per pass: max abs diff {d:.2e}");
+        }
+    }
 }

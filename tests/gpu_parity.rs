@@ -274,7 +274,12 @@ fn clip_suite<B: Backend>(label: &str, half: bool, device: &B::Device) {
     // The template ensemble.
     let templates = strings(&exp["templates"]);
     let clf = ZeroShotClassifier::new(&model, &labels, &templates).unwrap();
-    let preds = clf.classify(&model, &images).unwrap();
+    let preds: Vec<_> = clf
+        .classify(model.encode_images(&images).unwrap())
+        .unwrap()
+        .iter()
+        .map(|c| c.ranked())
+        .collect();
     let want = flat(&exp["ensemble_probs"]);
     let want_top1 = argmax_rows(&want, labels.len());
     for (i, p) in preds.iter().enumerate() {

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TEXT, VISION_BIN as VISION, ok, root, taiyi};
+use common::{TEXT, VISION_BIN as VISION, ok, root, taiyi, tiny_clip};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("taiyi-cli-test-{}", std::process::id()));
@@ -72,16 +72,7 @@ fn zero_shot_json_matches_the_reference() {
         .iter()
         .map(|v| v.as_str().expect("path").to_string())
         .collect();
-    let mut args = vec![
-        "zero-shot",
-        "--text-model",
-        TEXT,
-        "--vision-model",
-        VISION,
-        "--vision-arch",
-        "tiny",
-        "--json",
-    ];
+    let mut args = tiny_clip("zero-shot", VISION, &["--json"]);
     for img in &images {
         args.extend(["--image", img.as_str()]); // --image repeated; positionals are labels
     }
@@ -107,19 +98,11 @@ fn zero_shot_json_matches_the_reference() {
         }
     }
     // The human table names every label.
-    let table = ok(&[
+    let table = ok(&tiny_clip(
         "zero-shot",
-        "--text-model",
-        TEXT,
-        "--vision-model",
         VISION,
-        "--vision-arch",
-        "tiny",
-        "--image",
-        &images[0],
-        "一只猫",
-        "一只狗",
-    ]);
+        &["--image", &images[0], "一只猫", "一只狗"],
+    ));
     assert!(
         table.contains("一只猫") && table.contains("一只狗"),
         "{table}"
@@ -130,28 +113,25 @@ fn zero_shot_json_matches_the_reference() {
 fn logits_json_matches_the_reference() {
     let exp = expected();
     let img = exp["images"][0].as_str().expect("image");
-    let out = ok(&[
+    let out = ok(&tiny_clip(
         "logits",
-        "--text-model",
-        TEXT,
-        "--vision-model",
         VISION,
-        "--vision-arch",
-        "tiny",
-        "--json",
-        "--image",
-        img,
-        "--text",
-        "一只猫",
-        "--text",
-        "一只狗",
-        "--text",
-        "两只猫",
-        "--text",
-        "两只老虎",
-        "--text",
-        "一只老虎",
-    ]);
+        &[
+            "--json",
+            "--image",
+            img,
+            "--text",
+            "一只猫",
+            "--text",
+            "一只狗",
+            "--text",
+            "两只猫",
+            "--text",
+            "两只老虎",
+            "--text",
+            "一只老虎",
+        ],
+    ));
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let got = v["logits_per_image"][0].as_array().expect("row");
     let want = exp["logits_per_image"][0].as_array().expect("row");

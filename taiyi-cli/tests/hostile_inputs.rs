@@ -67,20 +67,11 @@ fn texts_file_gives_one_row_per_line() {
 /// Item 8: a label equal to an existing file name became an image.
 #[test]
 fn zero_shot_labels_are_labels() {
-    let out = ok(&[
+    let out = ok(&tiny_clip(
         "zero-shot",
-        "--text-model",
-        TEXT,
-        "--vision-model",
         VISION,
-        "--vision-arch",
-        "tiny",
-        "--json",
-        "--image",
-        PNG,
-        "Cargo.toml",
-        "一只猫",
-    ]);
+        &["--json", "--image", PNG, "Cargo.toml", "一只猫"],
+    ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1, "one image");
     assert_eq!(v[0]["labels"], serde_json::json!(["Cargo.toml", "一只猫"]));

@@ -20,7 +20,8 @@
 //! )?;
 //! let labels = ["一只猫", "一只狗", "两只猫", "两只老虎", "一只老虎"];
 //! let classifier = ZeroShotClassifier::new(&model, &labels, &[] as &[&str])?;
-//! for pred in &classifier.classify(&model, &[ImageSource::from("cats.jpg")])?[0] {
+//! let images = model.encode_images(&[ImageSource::from("cats.jpg")])?;
+//! for pred in classifier.classify(images)?[0].ranked() {
 //!     println!("{}\t{:.3}", pred.label, pred.probability);
 //! }
 //! # Ok(()) }
@@ -51,16 +52,17 @@ pub use device::CpuBackend;
 pub use device::probe;
 pub use device::{BackendTask, DeviceSpec, Precision, cache_dir};
 pub use encoders::{
-    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, GPU_IMAGE_BATCH, GPU_TEXT_BATCH, ImageEncoder,
-    ImageSource, PartialFeatures, PipelineStats, TextEncoder, TokenBatch, l2_normalize,
+    DEFAULT_IMAGE_BATCH, DEFAULT_TEXT_BATCH, EncodeOptions, GPU_IMAGE_BATCH, GPU_TEXT_BATCH,
+    ImageEncoder, ImageSource, PartialFeatures, PipelineStats, TextEncoder, TokenBatch,
+    l2_normalize,
 };
 pub use error::{ClipError, error_chain, error_report};
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;
 pub use zeroshot::{
-    CHINESE_TEMPLATES, DEFAULT_TEMPLATE, Prediction, TEMPLATE_SETS, ZeroShotClassifier,
-    expand_templates,
+    CHINESE_TEMPLATES, Classification, DEFAULT_TEMPLATE, Prediction, TEMPLATE_SETS,
+    ZeroShotClassifier, expand_templates,
 };
 
 pub use taiyi_preprocess::tokenizer::BertTokenizer;

@@ -9,7 +9,7 @@ use ndarray::Array2;
 use taiyi_text::TextMode;
 use taiyi_vision::VisionConfig;
 
-use crate::encoders::{ImageEncoder, ImageSource, TextEncoder};
+use crate::encoders::{EncodeOptions, ImageEncoder, ImageSource, TextEncoder};
 use crate::hub::{HubOptions, ModelPaths};
 use crate::{ClipError, DeviceSpec, ShapeBuckets, to_array2};
 
@@ -229,12 +229,12 @@ impl<B: Backend> ClipModel<B> {
         &self,
         texts: &[S],
     ) -> Result<Tensor<B, 2>, ClipError> {
-        self.text.encode(texts)
+        self.text.encode(texts, &EncodeOptions::default())
     }
 
     /// L2-normalised image features `[n, 1024]`.
     pub fn encode_images(&self, images: &[ImageSource]) -> Result<Tensor<B, 2>, ClipError> {
-        self.image.encode(images)
+        self.image.encode(images, &EncodeOptions::default())
     }
 
     /// Logits of `images` against `texts`, as in the model card.

@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use crate::encoders::{ImageSource, TextEncoder, l2_normalize};
+use crate::encoders::{EncodeOptions, TextEncoder, l2_normalize};
 use crate::model::{ClipModel, logits_from_features};
 use crate::{ClipError, to_array2};
 
@@ -64,7 +64,42 @@ pub struct Prediction {
     pub logit: f32,
 }
 
-/// Class embeddings built once from labels and prompt templates, then applied to images.
+/// The zero-shot result of one image: every label's probability and logit, in label order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// One prediction per label, in the classifier's label order
+    /// (`predictions[i].index == i`).
+    pub predictions: Vec<Prediction>,
+}
+
+impl Classification {
+    /// The probabilities in label order (they sum to 1).
+    pub fn probabilities(&self) -> Vec<f32> {
+        self.predictions.iter().map(|p| p.probability).collect()
+    }
+
+    /// Every label sorted by probability, best first (ties keep label order); take the first
+    /// `k` for a top-k.
+    pub fn ranked(&self) -> Vec<Prediction> {
+        let mut ranked = self.predictions.clone();
+        ranked.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+        ranked
+    }
+
+    /// The most probable label (the first on a tie); `None` for no labels.
+    pub fn best(&self) -> Option<&Prediction> {
+        self.predictions.iter().reduce(|best, p| {
+            if p.probability > best.probability {
+                p
+            } else {
+                best
+            }
+        })
+    }
+}
+
+/// Class embeddings built once from labels and prompt templates, with the model's
+/// `logit_scale.exp()`, then applied to image features: calls need no model.
 ///
 /// The class embedding is the mean of the L2-normalised embeddings of the label put into each
 /// template, renormalised (CLIP's prompt ensembling). With no template, the label itself is the
@@ -74,25 +109,29 @@ pub struct ZeroShotClassifier<B: Backend> {
     labels: Vec<String>,
     /// `[n_labels, d]`, L2-normalised.
     class_embeddings: Tensor<B, 2>,
+    /// `logit_scale.exp()`.
+    scale: f32,
 }
 
 impl<B: Backend> ZeroShotClassifier<B> {
     /// Build class embeddings for `labels` with `templates` (each containing `{}`; an empty
-    /// slice means the labels themselves, as in the model card).
+    /// slice means the labels themselves, as in the model card), keeping the model's
+    /// `logit_scale.exp()` (an error for a checkpoint without `logit_scale`).
     pub fn new<L: AsRef<str>, T: AsRef<str>>(
         model: &ClipModel<B>,
         labels: &[L],
         templates: &[T],
     ) -> Result<Self, ClipError> {
-        Self::from_text_encoder(model.text(), labels, templates)
+        Self::from_text_encoder(model.text(), labels, templates, model.logit_scale()?)
     }
 
     /// [`ZeroShotClassifier::new`] with only the text half (no image weights needed to build
-    /// the class embeddings).
+    /// the class embeddings) and the factor `scale` (`logit_scale.exp()`) given directly.
     pub fn from_text_encoder<L: AsRef<str>, T: AsRef<str>>(
         text: &TextEncoder<B>,
         labels: &[L],
         templates: &[T],
+        scale: f32,
     ) -> Result<Self, ClipError> {
         if labels.is_empty() {
             return Err(ClipError::EmptyInput { what: "no labels" });
@@ -105,15 +144,16 @@ impl<B: Backend> ZeroShotClassifier<B> {
             }
         }
         let labels: Vec<String> = labels.iter().map(|l| l.as_ref().to_string()).collect();
+        let normalized = EncodeOptions::default();
         let class_embeddings = if templates.is_empty() {
-            text.encode(&labels)?
+            text.encode(&labels, &normalized)?
         } else {
             let k = templates.len();
             let texts: Vec<String> = labels
                 .iter()
                 .flat_map(|l| templates.iter().map(move |t| t.as_ref().replace("{}", l)))
                 .collect();
-            let feats = text.encode(&texts)?; // [n*k, d], normalised
+            let feats = text.encode(&texts, &normalized)?; // [n*k, d], normalised
             let [_, d] = feats.dims();
             let mean = feats
                 .reshape([labels.len(), k, d])
@@ -124,6 +164,7 @@ impl<B: Backend> ZeroShotClassifier<B> {
         Ok(Self {
             labels,
             class_embeddings,
+            scale,
         })
     }
 
@@ -137,77 +178,47 @@ impl<B: Backend> ZeroShotClassifier<B> {
         &self.class_embeddings
     }
 
-    /// Probabilities `[n_images, n_labels]` and logits for normalised image features.
-    pub fn probabilities(
-        &self,
-        model: &ClipModel<B>,
-        image_features: Tensor<B, 2>,
-    ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ClipError> {
-        self.probabilities_scaled(model.logit_scale()?, image_features)
+    /// The factor applied to cosine similarities (`logit_scale.exp()`).
+    pub fn scale(&self) -> f32 {
+        self.scale
     }
 
-    /// [`ZeroShotClassifier::probabilities`] with the factor `scale` (`logit_scale.exp()`)
-    /// given directly.
+    /// Probabilities and logits for normalised image features.
     ///
     /// # Shapes
     /// `image_features` `[n_images, d]` → probabilities and logits `[n_images, n_labels]`.
-    pub fn probabilities_scaled(
+    pub fn probabilities(
         &self,
-        scale: f32,
         image_features: Tensor<B, 2>,
     ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ClipError> {
-        let logits = logits_from_features(scale, image_features, self.class_embeddings.clone())?
-            .logits_per_image;
+        let logits =
+            logits_from_features(self.scale, image_features, self.class_embeddings.clone())?
+                .logits_per_image;
         Ok((softmax(logits.clone(), 1), logits))
     }
 
-    /// Classify images: for each image, all labels sorted by probability, best first
-    /// (truncate to your top-k).
-    pub fn classify(
-        &self,
-        model: &ClipModel<B>,
-        images: &[ImageSource],
-    ) -> Result<Vec<Vec<Prediction>>, ClipError> {
-        let features = model.encode_images(images)?;
-        self.classify_features(model, features)
-    }
-
-    /// [`ZeroShotClassifier::classify`] from normalised image features `[n_images, d]`.
-    pub fn classify_features(
-        &self,
-        model: &ClipModel<B>,
-        image_features: Tensor<B, 2>,
-    ) -> Result<Vec<Vec<Prediction>>, ClipError> {
-        self.classify_features_scaled(model.logit_scale()?, image_features)
-    }
-
-    /// [`ZeroShotClassifier::classify_features`] with the factor `scale` (`logit_scale.exp()`)
-    /// given directly.
+    /// Classify images from their normalised features (`ClipModel::encode_images`): one
+    /// [`Classification`] per image, probabilities in label order
+    /// ([`Classification::ranked`] sorts them).
     ///
     /// # Shapes
-    /// `image_features` `[n_images, d]` → one `Vec` of `n_labels` predictions per image.
-    pub fn classify_features_scaled(
-        &self,
-        scale: f32,
-        image_features: Tensor<B, 2>,
-    ) -> Result<Vec<Vec<Prediction>>, ClipError> {
-        let (probs, logits) = self.probabilities_scaled(scale, image_features)?;
+    /// `image_features` `[n_images, d]` → `n_images` classifications of `n_labels` each.
+    pub fn classify(&self, image_features: Tensor<B, 2>) -> Result<Vec<Classification>, ClipError> {
+        let (probs, logits) = self.probabilities(image_features)?;
         let probs = to_array2(probs)?;
         let logits = to_array2(logits)?;
         Ok(probs
             .outer_iter()
             .zip(logits.outer_iter())
-            .map(|(p, l)| {
-                let mut row: Vec<Prediction> = (0..self.labels.len())
+            .map(|(p, l)| Classification {
+                predictions: (0..self.labels.len())
                     .map(|i| Prediction {
                         index: i,
                         label: self.labels[i].clone(),
                         probability: p[i],
                         logit: l[i],
                     })
-                    .collect();
-                row.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-                row
+                    .collect(),
             })
             .collect())
     }
@@ -224,5 +235,22 @@ mod tests {
         assert_eq!(t[0], CHINESE_TEMPLATES[0]);
         assert_eq!(t[CHINESE_TEMPLATES.len()], "一张{}。");
         assert!(expand_templates(&[] as &[&str]).is_empty());
+    }
+
+    #[test]
+    fn classification_keeps_label_order_and_ranks_on_demand() {
+        let p = |index: usize, probability: f32| Prediction {
+            index,
+            label: format!("l{index}"),
+            probability,
+            logit: probability * 100.0,
+        };
+        let c = Classification {
+            predictions: vec![p(0, 0.2), p(1, 0.5), p(2, 0.3)],
+        };
+        assert_eq!(c.probabilities(), [0.2, 0.5, 0.3]);
+        let order: Vec<usize> = c.ranked().iter().map(|p| p.index).collect();
+        assert_eq!(order, [1, 2, 0]);
+        assert_eq!(c.best().map(|p| p.index), Some(1));
     }
 }

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::backend::Backend;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
-    BackendTask, ClipError, ClipOptions, DeviceSpec, ImageEncoder, ImageSource, Precision,
-    Prediction, ShapeBuckets, TextEncoder, TextMode, VisionConfig, ZeroShotClassifier,
-    logits_from_features, to_array2, to_vec,
+    BackendTask, Classification, ClipError, ClipOptions, DeviceSpec, EncodeOptions, ImageEncoder,
+    ImageSource, Precision, Prediction, ShapeBuckets, TextEncoder, TextMode, VisionConfig,
+    ZeroShotClassifier, logits_from_features, to_array2, to_vec,
 };
 
 /// Row-major `f32` values and their `[rows, cols]` shape, ready for numpy.
@@ -147,11 +147,15 @@ where
     Towers<B>: Send + Sync,
 {
     fn encode_texts(&self, texts: &[String]) -> Result<Matrix, ClipError> {
-        matrix(self.text()?.encode(texts)?)
+        matrix(self.text()?.encode(texts, &EncodeOptions::default())?)
     }
 
     fn encode_images(&self, images: &[ImageSource]) -> Result<Matrix, ClipError> {
-        matrix(self.image()?.encoder.encode(images)?)
+        matrix(
+            self.image()?
+                .encoder
+                .encode(images, &EncodeOptions::default())?,
+        )
     }
 
     fn logits(
@@ -161,8 +165,8 @@ where
     ) -> Result<(Matrix, Matrix), ClipError> {
         let image = self.image()?;
         let scale = Self::scale(&image)?;
-        let image_features = image.encoder.encode(images)?;
-        let text_features = self.text()?.encode(texts)?;
+        let image_features = image.encoder.encode(images, &EncodeOptions::default())?;
+        let text_features = self.text()?.encode(texts, &EncodeOptions::default())?;
         let out = logits_from_features(scale, image_features, text_features)?;
         Ok((host(out.per_image()?), host(out.probs()?)))
     }
@@ -175,8 +179,11 @@ where
     ) -> Result<Vec<Vec<Prediction>>, ClipError> {
         let image = self.image()?;
         let scale = Self::scale(&image)?;
-        let classifier = ZeroShotClassifier::from_text_encoder(&*self.text()?, labels, templates)?;
-        classifier.classify_features_scaled(scale, image.encoder.encode(images)?)
+        let classifier =
+            ZeroShotClassifier::from_text_encoder(&*self.text()?, labels, templates, scale)?;
+        let features = image.encoder.encode(images, &EncodeOptions::default())?;
+        let classes = classifier.classify(features)?;
+        Ok(classes.iter().map(Classification::ranked).collect())
     }
 
     fn logit_scale(&self) -> Result<f32, ClipError> {

@@ -55,7 +55,9 @@ pub fn kind(e: &ClipError) -> Kind {
             TokenizerError::EmptyBatch
             | TokenizerError::MaxLengthTooSmall { .. }
             | TokenizerError::RaggedBatch { .. }
-            | TokenizerError::PaddingTooLong { .. },
+            | TokenizerError::PaddingTooLong { .. }
+            | TokenizerError::TooManyTokens { .. }
+            | TokenizerError::IdOutOfVocab { .. },
         )
         | ClipError::EmptyInput { .. }
         | ClipError::Mismatch { .. }
@@ -66,7 +68,6 @@ pub fn kind(e: &ClipError) -> Kind {
         | ClipError::Text(
             TextError::UnknownMode { .. }
             | TextError::EmptyInput { .. }
-            | TextError::EmptyText { .. }
             | TextError::SequenceTooLong { .. },
         ) => Kind::Value,
         _ => Kind::Base,

@@ -52,12 +52,12 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
         let ids =
             Tensor::<B, 2, Int>::random([batch, seq], Distribution::Uniform(0.0, 21128.0), &device);
         // Materialise the lazy random weights (and warm up) outside the measurement.
-        let _ = model.pooled(ids.clone(), None).into_data();
+        let _ = model.forward(ids.clone(), None).pooler_output.into_data();
         group.throughput(Throughput::Elements((batch * seq) as u64));
         group.bench_with_input(
             BenchmarkId::new(kernel.name(), format!("{batch}x{seq}")),
             &ids,
-            |b, ids| b.iter(|| model.pooled(ids.clone(), None).into_data()),
+            |b, ids| b.iter(|| model.forward(ids.clone(), None).pooler_output.into_data()),
         );
     }
     group.finish();

@@ -20,10 +20,8 @@ impl<B: Backend> BertModel<B> {
         self.check_host_ids(&int_values(ids)?, seq)
     }
 
-    /// Check token ids held on the host, row-major `[batch, seq]`: every id must be in the
-    /// vocabulary. Encoders call this on the tokenizer's output before building the device
-    /// tensors, so that a forward pass never reads its inputs back from the device.
-    pub fn check_host_ids(&self, ids: &[i64], seq: usize) -> Result<(), TextError> {
+    /// Every id of row-major `[batch, seq]` `ids` must be in the vocabulary.
+    fn check_host_ids(&self, ids: &[i64], seq: usize) -> Result<(), TextError> {
         if let Some((i, &id)) = ids
             .iter()
             .enumerate()

@@ -3,20 +3,21 @@
 //!
 //! The text feature is the BERT pooler output `tanh(W h_[CLS] + b)` (1024-d for Taiyi, no
 //! projection); normalising it is the caller's job. Three [`TextMode`]s reproduce the three
-//! PyTorch usages (model card, Fengshenbang's 77-token training code, masked).
+//! PyTorch usages (model card, Fengshenbang's 77-token training code, masked); the padding of
+//! a mode is the tokenizer's (`taiyi_preprocess`), and `taiyi_core::TextEncoder` applies both.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
 //! use burn::tensor::{Int, Tensor};
-//! use taiyi_text::{BertModel, TextMode};
+//! use taiyi_text::BertModel;
 //! # fn demo() -> Result<(), taiyi_text::TextError> {
 //! let device = Default::default();
 //! let (model, _config) =
 //!     BertModel::<Flex>::from_pretrained_dir(std::path::Path::new("taiyi-text-dir"), &device)?;
 //! // "一只猫" tokenised: [CLS] 一 只 猫 [SEP]
 //! let ids = Tensor::<Flex, 2, Int>::from_ints([[101, 671, 1372, 4344, 102]], &device);
-//! let mask = Tensor::<Flex, 2, Int>::ones([1, 5], &device);
-//! let features = model.text_features(ids, mask, TextMode::ModelCard)?; // [1, 1024]
+//! // The model card passes no mask (TextMode::ModelCard); TextMode::Masked would pass it.
+//! let features = model.try_forward(ids, None)?.pooler_output; // [1, 1024]
 //! # let _ = features; Ok(()) }
 //! ```
 
@@ -30,7 +31,7 @@ mod model;
 
 pub use config::{BertConfig, HfBertConfig};
 pub use load::{IGNORE, REMAP, RENAMES, WEIGHT_FILES, read_config};
-pub use mode::{ModeBatch, TextMode};
+pub use mode::TextMode;
 pub use model::{
     BertAttention, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel, BertOutput,
     BertPooler, BertResidualOutput, BertSelfAttention,
@@ -115,18 +116,6 @@ pub enum TextError {
     MaskValue {
         /// The value.
         value: i64,
-    },
-    /// A text has no token (its mask row is all zeros).
-    #[error("text {row} has no tokens (attention mask row is all 0)")]
-    EmptyText {
-        /// Row index.
-        row: usize,
-    },
-    /// A mask row has a token after padding (texts must be right-padded).
-    #[error("text {row} is not right-padded (attention mask has a 1 after a 0)")]
-    NotRightPadded {
-        /// Row index.
-        row: usize,
     },
     /// Unknown text mode name.
     #[error("unknown text mode '{name}' (expected card, fixed77 or masked)")]

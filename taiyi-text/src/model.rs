@@ -336,16 +336,6 @@ impl<B: Backend> BertModel<B> {
         }
         Ok(self.forward(input_ids, attention_mask))
     }
-
-    /// The pooler output only, `[batch, seq]` ids → `[batch, hidden]` (unchecked, see
-    /// [`BertModel::forward`]).
-    pub fn pooled(
-        &self,
-        input_ids: Tensor<B, 2, Int>,
-        attention_mask: Option<Tensor<B, 2, Int>>,
-    ) -> Tensor<B, 2> {
-        self.forward(input_ids, attention_mask).pooler_output
-    }
 }
 
 /// The most negative finite value of a float dtype (`torch.finfo(dtype).min`).

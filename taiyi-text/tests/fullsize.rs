@@ -61,14 +61,22 @@ fn full_size_text_tower_matches_pytorch() {
     let (model, config) = BertModel::<B>::from_pretrained_dir(&dir, &device).unwrap();
     eprintln!("loaded full-size text tower in {:.2?}", t.elapsed());
     let hidden = config.hidden_size;
-    let (ids, shape) = i64s("longest.input_ids");
-    let (mask, _) = i64s("longest.attention_mask");
     let mut worst = 0f32;
     for mode in [TextMode::ModelCard, TextMode::Masked, TextMode::Fixed77] {
-        let ids_t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), shape), &device);
-        let mask_t = Tensor::<B, 2, Int>::from_data(TensorData::new(mask.clone(), shape), &device);
+        // Each mode's own PyTorch input: the tokenizer's padding, the mask only when masked.
+        let layout = if mode == TextMode::Fixed77 {
+            "fixed77"
+        } else {
+            "longest"
+        };
+        let (ids, shape) = i64s(&format!("{layout}.input_ids"));
+        let (mask, _) = i64s(&format!("{layout}.attention_mask"));
+        let ids_t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), &device);
+        let mask_t = mode
+            .uses_mask()
+            .then(|| Tensor::<B, 2, Int>::from_data(TensorData::new(mask, shape), &device));
         let t = Instant::now();
-        let feats = model.text_features(ids_t, mask_t, mode).unwrap();
+        let feats = model.try_forward(ids_t, mask_t).unwrap().pooler_output;
         let got: Vec<f32> = feats.into_data().into_vec().unwrap();
         let dt = t.elapsed();
         let key = common::fixture_key(mode);

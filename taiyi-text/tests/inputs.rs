@@ -96,16 +96,6 @@ fn invalid_inputs_are_errors_not_panics() {
         Err(TextError::SequenceTooLong { len: 97, max: 96 }) => {}
         r => panic!("expected SequenceTooLong, got {:?}", r.err()),
     }
-    let mask = Tensor::<B, 2, Int>::ones([1, 97], &device);
-    assert!(matches!(
-        model.text_features(ids(&[&long]), mask.clone(), TextMode::ModelCard),
-        Err(TextError::SequenceTooLong { .. })
-    ));
-    // Fixed77 truncates the same input instead (first 76 tokens + the last one).
-    let f = model
-        .text_features(ids(&[&long]), mask, TextMode::Fixed77)
-        .unwrap();
-    assert_eq!(f.dims(), [1, 16]);
     // Ids outside the vocabulary.
     match model.try_forward(ids(&[&[101, 21128, 102]]), None) {
         Err(TextError::TokenOutOfRange {
@@ -120,37 +110,21 @@ fn invalid_inputs_are_errors_not_panics() {
         model.try_forward(ids(&[&[101, -1, 102]]), None),
         Err(TextError::TokenOutOfRange { id: -1, .. })
     ));
-    // Mask shape / values / layout.
+    // Mask shape / values.
     let x = ids(&[&[101, 671, 102]]);
     assert!(matches!(
         model.try_forward(x.clone(), Some(Tensor::ones([1, 4], &device))),
         Err(TextError::MaskShape { .. })
     ));
     assert!(matches!(
-        model.text_features(
-            x.clone(),
-            Tensor::ones([1, 3], &device).mul_scalar(2),
-            TextMode::Masked
-        ),
+        model.try_forward(x.clone(), Some(Tensor::ones([1, 3], &device).mul_scalar(2))),
         Err(TextError::MaskValue { value: 2 })
-    ));
-    assert!(matches!(
-        model.text_features(x.clone(), Tensor::zeros([1, 3], &device), TextMode::Masked),
-        Err(TextError::EmptyText { row: 0 })
-    ));
-    assert!(matches!(
-        model.text_features(x.clone(), ids(&[&[1, 0, 1]]), TextMode::ModelCard),
-        Err(TextError::NotRightPadded { row: 0 })
     ));
     // Empty batch / sequence.
     let empty = Tensor::<B, 2, Int>::zeros([0, 3], &device);
     assert!(matches!(
         model.try_forward(empty.clone(), None),
         Err(TextError::EmptyInput { batch: 0, seq: 3 })
-    ));
-    assert!(matches!(
-        model.text_features(empty.clone(), empty, TextMode::Fixed77),
-        Err(TextError::EmptyInput { .. })
     ));
 }
 
@@ -175,18 +149,6 @@ fn text_mode_helpers() {
         "sdpa".parse::<TextMode>(),
         Err(TextError::UnknownMode { .. })
     ));
-    // Layout: [CLS] a b [SEP] + 2 pads, [CLS] c [SEP] + 3 pads.
-    let ids = [101, 1, 2, 102, 0, 0, 101, 3, 102, 0, 0, 0];
-    let mask = [1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0];
-    let mc = TextMode::ModelCard.layout(&ids, &mask, 2, 6, 0).unwrap();
-    assert_eq!(
-        (mc.seq, &mc.ids[..]),
-        (4, &[101, 1, 2, 102, 101, 3, 102, 0][..])
-    );
-    let f = TextMode::Fixed77.layout(&ids, &mask, 2, 6, 0).unwrap();
-    assert_eq!(f.seq, 77);
-    assert_eq!(&f.ids[..5], &[101, 1, 2, 102, 0]);
-    assert_eq!(f.mask.iter().sum::<i64>(), 7);
 }
 
 /// Counts parameters and how many are materialised.

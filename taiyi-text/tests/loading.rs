@@ -38,7 +38,7 @@ fn check_outputs(model: &BertModel<B>, prefix: &str, what: &str) {
         &e[&format!("{prefix}model_card.batch.pooler")],
         TOL,
     );
-    let pooled = model.pooled(ids, Some(mask));
+    let pooled = model.forward(ids, Some(mask)).pooler_output;
     assert_close(
         &format!("{what} masked pooler"),
         pooled,

@@ -8,7 +8,7 @@ use clap::Args;
 use taiyi_core::retrieval::{EmbeddingIndex, Skipped};
 use taiyi_core::shard::{EmbeddingDtype, Shard, write_clip_retrieval};
 use taiyi_core::walk::{WalkOptions, image_files};
-use taiyi_core::{BackendTask, ImageSource, error_report, l2_normalize, to_vec};
+use taiyi_core::{BackendTask, EncodeOptions, ImageSource, error_report, to_vec};
 
 use crate::args::{VisionModelArgs, image_encoder};
 use crate::error::CliError;
@@ -124,10 +124,13 @@ impl BackendTask for EmbedImageArgs {
         let loaded = start.elapsed();
         let sources: Vec<ImageSource> = paths.iter().cloned().map(ImageSource::from).collect();
         let pb = progress_bar(sources.len(), "images");
-        let mut progress = |n: usize| pb.set_position(n as u64);
+        let progress = |n: usize| pb.set_position(n as u64);
+        let options = EncodeOptions::default()
+            .normalized(!self.raw)
+            .with_progress(&progress);
         let mut skipped = Vec::new();
-        let (raw, stats) = if self.skip_errors {
-            let out = enc.encode_raw_skipping(&sources, &mut progress)?;
+        let (feats, stats) = if self.skip_errors {
+            let out = enc.encode_skipping(&sources, &options)?;
             for (i, e) in out.failed.iter().rev() {
                 let name = names.remove(*i);
                 eprintln!("skipped {name}: {}", error_report(e));
@@ -142,11 +145,10 @@ impl BackendTask for EmbedImageArgs {
                 .ok_or_else(|| CliError::Usage("no image could be read".into()))?;
             (features, out.stats)
         } else {
-            enc.encode_raw_profiled(&sources, &mut progress)?
+            enc.encode_profiled(&sources, &options)?
         };
         pb.finish_and_clear();
         let written = Instant::now();
-        let feats = if self.raw { raw } else { l2_normalize(raw) };
         let [n, d] = feats.dims();
         let values = to_vec(feats)?;
         crate::output::check_features(&values, d, &names, self.raw)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use clap::Args;
-use taiyi_core::{BackendTask, l2_normalize, npy, to_vec};
+use taiyi_core::{BackendTask, EncodeOptions, npy, to_vec};
 
 use crate::args::{TextModelArgs, TextsInput, text_encoder};
 use crate::error::CliError;
@@ -32,9 +32,12 @@ impl BackendTask for EmbedTextArgs {
             let texts = self.input.collect()?;
             let enc = text_encoder::<B>(&self.model, &device)?;
             let pb = progress_bar(texts.len(), "texts");
-            let raw = enc.encode_raw_with_progress(&texts, &mut |n| pb.set_position(n as u64))?;
+            let progress = |n: usize| pb.set_position(n as u64);
+            let options = EncodeOptions::default()
+                .normalized(!self.raw)
+                .with_progress(&progress);
+            let feats = enc.encode(&texts, &options)?;
             pb.finish_and_clear();
-            let feats = if self.raw { raw } else { l2_normalize(raw) };
             let [n, d] = feats.dims();
             let values = to_vec(feats)?;
             check_features(&values, d, &texts, self.raw)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use taiyi_core::retrieval::EmbeddingIndex;
-use taiyi_core::{BackendTask, to_vec};
+use taiyi_core::{BackendTask, EncodeOptions, to_vec};
 
 use crate::args::{TextModelArgs, text_encoder};
 use crate::error::CliError;
@@ -36,7 +36,7 @@ impl BackendTask for SearchArgs {
         {
             let index = EmbeddingIndex::load(&self.index)?;
             let enc = text_encoder::<B>(&self.text, &device)?;
-            let q = to_vec(enc.encode(&[self.query.as_str()])?)?;
+            let q = to_vec(enc.encode(&[self.query.as_str()], &EncodeOptions::default())?)?;
             let hits = index.search(ndarray::ArrayView1::from(&q[..]), self.top_k)?;
             if self.json {
                 let v: Vec<serde_json::Value> = hits

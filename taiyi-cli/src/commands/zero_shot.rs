@@ -48,11 +48,11 @@ impl BackendTask for ZeroShotArgs {
             let model = clip_model::<B>(&self.clip, &device)?;
             let classifier = ZeroShotClassifier::new(&model, labels, &templates)?;
             let sources: Vec<ImageSource> = images.iter().cloned().map(ImageSource::from).collect();
-            let preds = classifier.classify(&model, &sources)?;
+            let classes = classifier.classify(model.encode_images(&sources)?)?;
             check_finite(
-                preds
+                classes
                     .iter()
-                    .flatten()
+                    .flat_map(|c| &c.predictions)
                     .flat_map(|p| [&p.probability, &p.logit]),
                 "zero-shot probabilities",
             )?;
@@ -60,17 +60,13 @@ impl BackendTask for ZeroShotArgs {
             if self.json {
                 let rows: Vec<serde_json::Value> = images
                     .iter()
-                    .zip(&preds)
-                    .map(|(img, p)| {
-                        let mut probs = vec![0f32; labels.len()];
-                        for x in p {
-                            probs[x.index] = x.probability;
-                        }
+                    .zip(&classes)
+                    .map(|(img, c)| {
                         serde_json::json!({
                             "image": img.display().to_string(),
                             "labels": labels,
-                            "probs": probs,
-                            "top": p.iter().take(k).map(|x| serde_json::json!({"label": x.label, "probability": x.probability, "logit": x.logit})).collect::<Vec<_>>(),
+                            "probs": c.probabilities(),
+                            "top": c.ranked().iter().take(k).map(|x| serde_json::json!({"label": x.label, "probability": x.probability, "logit": x.logit})).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
@@ -78,9 +74,9 @@ impl BackendTask for ZeroShotArgs {
             }
             let width = labels.iter().map(|l| display_width(l)).max().unwrap_or(0);
             let mut out = String::new();
-            for (img, p) in images.iter().zip(&preds) {
+            for (img, c) in images.iter().zip(&classes) {
                 out.push_str(&format!("{}\n", img.display()));
-                for x in p.iter().take(k) {
+                for x in c.ranked().iter().take(k) {
                     out.push_str(&format!(
                         "  {}{}  {:.4}\n",
                         x.label,
@@ -91,12 +87,12 @@ impl BackendTask for ZeroShotArgs {
             }
             // The model card prints np.around(probs, 3) in label order.
             out.push_str("probs (label order, as in the model card):\n");
-            for p in &preds {
-                let mut probs = vec![0f32; labels.len()];
-                for x in p {
-                    probs[x.index] = x.probability;
-                }
-                let cells: Vec<String> = probs.iter().map(|v| format!("{v:.3}")).collect();
+            for c in &classes {
+                let cells: Vec<String> = c
+                    .probabilities()
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect();
                 out.push_str(&format!("[{}]\n", cells.join(" ")));
             }
             print_stdout(&out)

@@ -103,3 +103,19 @@ pub fn manifest(npy: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(format!("{}.names.json", npy.display())).expect("manifest");
     serde_json::from_str(&text).expect("json")
 }
+
+/// `taiyi COMMAND --text-model TEXT --vision-model VISION --vision-arch tiny REST...`: the
+/// arguments of a command run on the tiny towers.
+pub fn tiny_clip<'a>(command: &'a str, vision: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "--text-model",
+        TEXT,
+        "--vision-model",
+        vision,
+        "--vision-arch",
+        "tiny",
+    ];
+    args.extend_from_slice(rest);
+    args
+}

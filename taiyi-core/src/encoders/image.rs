@@ -8,10 +8,10 @@ use burn::tensor::{Tensor, TensorData};
 use taiyi_preprocess::transform::{ImageError, ImageInput, ImageTransform};
 use taiyi_vision::{VisionConfig, VisionTransformer};
 
-use super::{DEFAULT_IMAGE_BATCH, ImageSource, l2_normalize};
+use super::{DEFAULT_IMAGE_BATCH, EncodeOptions, ImageSource};
 use crate::{ClipError, ShapeBuckets};
 
-/// Where the time of one [`ImageEncoder::encode_raw_profiled`] call went.
+/// Where the time of one [`ImageEncoder::encode_profiled`] call went.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PipelineStats {
     /// Images given.
@@ -29,11 +29,11 @@ pub struct PipelineStats {
     pub waiting: Duration,
 }
 
-/// What [`ImageEncoder::encode_raw_skipping`] returns.
+/// What [`ImageEncoder::encode_skipping`] returns.
 #[derive(Debug)]
 pub struct PartialFeatures<B: Backend> {
-    /// Raw features `[kept, dim]` of the images that could be read, in input order; `None`
-    /// when none could.
+    /// Features `[kept, dim]` of the images that could be read, in input order (normalised or
+    /// raw as the [`EncodeOptions`] say); `None` when none could.
     pub features: Option<Tensor<B, 2>>,
     /// Each image left out: its position in the input and why.
     pub failed: Vec<(usize, ImageError)>,
@@ -190,51 +190,49 @@ impl<B: Backend> ImageEncoder<B> {
         Ok(batches.len())
     }
 
-    /// Raw (unnormalised) image features `[n, 1024]`: open_clip's `encode_image`, in the
-    /// model's float dtype.
-    pub fn encode_raw(&self, images: &[ImageSource]) -> Result<Tensor<B, 2>, ClipError> {
-        self.encode_raw_with_progress(images, &mut |_| {})
-    }
-
-    /// [`ImageEncoder::encode_raw`], calling `progress(n_done)` after every chunk. Images are
-    /// decoded chunk by chunk, so memory stays bounded for long lists, and the next chunk is
-    /// decoded and transformed (on rayon) while the tower runs on the current one.
-    pub fn encode_raw_with_progress(
+    /// Image features `[n, 1024]`: L2-normalised in f32 (the default, see
+    /// [`l2_normalize`](super::l2_normalize)) or open_clip's raw `encode_image` in the model's
+    /// float dtype ([`EncodeOptions::raw`]); `options.progress` hears the number of images done
+    /// after every chunk. Images are decoded chunk by chunk, so memory stays bounded for long
+    /// lists, and the next chunk is decoded and transformed (on rayon) while the tower runs on
+    /// the current one. The first image that cannot be read fails the call.
+    ///
+    /// # Shapes
+    /// `images.len() = n` → `[n, dim]`.
+    pub fn encode(
         &self,
         images: &[ImageSource],
-        progress: &mut dyn FnMut(usize),
+        options: &EncodeOptions<'_>,
     ) -> Result<Tensor<B, 2>, ClipError> {
-        let out = self.pipeline(images, false, progress)?;
-        out.features
-            .ok_or(ClipError::EmptyInput { what: "no images" })
+        Ok(self.encode_profiled(images, options)?.0)
     }
 
-    /// [`ImageEncoder::encode_raw_with_progress`], also returning where the time went.
-    pub fn encode_raw_profiled(
+    /// [`ImageEncoder::encode`], also returning where the time went.
+    pub fn encode_profiled(
         &self,
         images: &[ImageSource],
-        progress: &mut dyn FnMut(usize),
+        options: &EncodeOptions<'_>,
     ) -> Result<(Tensor<B, 2>, PipelineStats), ClipError> {
-        let out = self.pipeline(images, false, progress)?;
+        let out = self.pipeline(images, false, options)?;
         let features = out
             .features
             .ok_or(ClipError::EmptyInput { what: "no images" })?;
         Ok((features, out.stats))
     }
 
-    /// [`ImageEncoder::encode_raw_with_progress`] that leaves out the images that cannot be
-    /// read, decoded or transformed instead of failing on the first: returns the raw features
-    /// `[kept, 1024]` of the others in input order and, for each image left out, its position
-    /// and error (see [`PartialFeatures`]). Tower errors still fail the call.
+    /// [`ImageEncoder::encode`] that leaves out the images that cannot be read, decoded or
+    /// transformed instead of failing on the first: returns the features `[kept, 1024]` of the
+    /// others in input order and, for each image left out, its position and error (see
+    /// [`PartialFeatures`]). Tower errors still fail the call.
     ///
     /// # Shapes
     /// `images.len() = n` → `[n - failed.len(), dim]`.
-    pub fn encode_raw_skipping(
+    pub fn encode_skipping(
         &self,
         images: &[ImageSource],
-        progress: &mut dyn FnMut(usize),
+        options: &EncodeOptions<'_>,
     ) -> Result<PartialFeatures<B>, ClipError> {
-        self.pipeline(images, true, progress)
+        self.pipeline(images, true, options)
     }
 
     /// Decode + transform chunk `i + 1` on a scoped thread (rayon inside) while the tower runs
@@ -243,7 +241,7 @@ impl<B: Backend> ImageEncoder<B> {
         &self,
         images: &[ImageSource],
         skip: bool,
-        progress: &mut dyn FnMut(usize),
+        options: &EncodeOptions<'_>,
     ) -> Result<PartialFeatures<B>, ClipError> {
         use rayon::prelude::*;
         if images.is_empty() {
@@ -311,20 +309,15 @@ impl<B: Backend> ImageEncoder<B> {
                     parts.push(features);
                 }
                 done += chunks[c].len();
-                progress(done);
+                options.report(done);
             }
             Ok(())
         })?;
         stats.wall = start.elapsed();
         Ok(PartialFeatures {
-            features: (!parts.is_empty()).then(|| Tensor::cat(parts, 0)),
+            features: (!parts.is_empty()).then(|| options.finish(Tensor::cat(parts, 0))),
             failed,
             stats,
         })
-    }
-
-    /// L2-normalised image features `[n, 1024]` (f32, see [`l2_normalize`]).
-    pub fn encode(&self, images: &[ImageSource]) -> Result<Tensor<B, 2>, ClipError> {
-        Ok(l2_normalize(self.encode_raw(images)?))
     }
 }

@@ -4,14 +4,11 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use taiyi_preprocess::tokenizer::{BatchEncoding, BertTokenizer, Padding, Truncation};
-use taiyi_text::{BertModel, TextError, TextMode};
+use taiyi_preprocess::tokenizer::{BatchEncoding, BertTokenizer, Padding, TokenBatch, Truncation};
+use taiyi_text::{BertModel, TextMode};
 
-use super::{DEFAULT_TEXT_BATCH, l2_normalize};
+use super::{DEFAULT_TEXT_BATCH, EncodeOptions};
 use crate::{ClipError, ShapeBuckets};
-
-/// Token ids and attention mask, both `[n, seq]`.
-pub type TokenBatch<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
 
 /// Tokenizer + BERT text tower: Chinese texts in, 1024-d features out.
 ///
@@ -36,14 +33,6 @@ pub struct TextEncoder<B: Backend> {
     batch_size: usize,
     buckets: ShapeBuckets,
     device: B::Device,
-}
-
-/// One forward pass worth of token ids, laid out on the host.
-struct HostChunk {
-    ids: Vec<i64>,
-    mask: Vec<i64>,
-    rows: usize,
-    seq: usize,
 }
 
 impl<B: Backend> TextEncoder<B> {
@@ -133,135 +122,73 @@ impl<B: Backend> TextEncoder<B> {
         self.mode.pad_to().map_or(max, |n| n.min(max))
     }
 
-    /// Tokenize `texts`, truncated to [`Self::max_tokens`], padded to the longest, and check
-    /// every id against the model's vocabulary (on the host).
-    fn tokenize_host<S: AsRef<str> + Sync>(
-        &self,
-        texts: &[S],
-    ) -> Result<(BatchEncoding, Vec<usize>), ClipError> {
+    /// Tokenize `texts`, truncated to [`Self::max_tokens`] and padded to the longest (the
+    /// chunks are re-padded for the mode by [`BertTokenizer::rebatch`]).
+    fn tokenize_host<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<BatchEncoding, ClipError> {
         if texts.is_empty() {
             return Err(ClipError::EmptyInput { what: "no texts" });
         }
-        let enc = self.tokenizer.encode_batch(
+        Ok(self.tokenizer.encode_batch(
             texts,
             Padding::Longest,
             Truncation::MaxLength(self.max_tokens()),
-        )?;
-        let ids: Vec<i64> = enc.ids.iter().map(|&v| i64::from(v)).collect();
-        self.model.check_host_ids(&ids, enc.seq_len)?;
-        let lens = (0..enc.batch_size)
-            .map(|r| {
-                enc.row_mask(r)
-                    .map_or(0, |m| m.iter().filter(|&&v| v == 1).count())
-            })
-            .collect();
-        Ok((enc, lens))
+        )?)
     }
 
     /// Token ids and attention mask for `texts` as the mode pads them (the whole call in one
-    /// batch, no buckets): `[n, seq]` each. Texts longer than the model's 512 positions are
-    /// truncated, keeping `[SEP]` last.
+    /// batch, no buckets), checked against the model's vocabulary and positions. Texts longer
+    /// than the model's 512 positions are truncated, keeping `[SEP]` last.
+    ///
+    /// # Shapes
+    /// `texts.len() = n` → `ids`, `mask` `[n, seq]` (`seq` = 77 in [`TextMode::Fixed77`], the
+    /// longest text otherwise).
     pub fn tokenize<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<TokenBatch<B>, ClipError> {
-        let (enc, lens) = self.tokenize_host(texts)?;
+        let enc = self.tokenize_host(texts)?;
         let order: Vec<usize> = (0..enc.batch_size).collect();
         let seq = self.mode.pad_to().unwrap_or(enc.seq_len);
-        let chunk = self.lay_out(&enc, &lens, &order, seq, order.len());
-        let shape = [chunk.rows, chunk.seq];
-        Ok((
-            Tensor::from_data(TensorData::new(chunk.ids, shape), &self.device),
-            Tensor::from_data(TensorData::new(chunk.mask, shape), &self.device),
-        ))
+        let batch = self.tokenizer.rebatch(&enc, &order, seq, order.len());
+        batch.check(self.model.vocab_size(), self.model.max_positions())?;
+        Ok(batch.to_tensors(&self.device))
     }
 
-    /// Lay out rows `rows` of `enc` as `[padded_rows, seq]` ids + mask: real tokens, then
-    /// `[PAD]`; filler rows past `rows.len()` are `[CLS] [SEP]` (dropped after the pass).
-    fn lay_out(
-        &self,
-        enc: &BatchEncoding,
-        lens: &[usize],
-        rows: &[usize],
-        seq: usize,
-        padded_rows: usize,
-    ) -> HostChunk {
-        let pad = i64::from(self.tokenizer.pad_id());
-        let mut ids = vec![pad; padded_rows * seq];
-        let mut mask = vec![0i64; padded_rows * seq];
-        let filler = [
-            i64::from(self.tokenizer.cls_id()),
-            i64::from(self.tokenizer.sep_id()),
-        ];
-        for r in 0..padded_rows {
-            let dst = &mut ids[r * seq..(r + 1) * seq];
-            let m = &mut mask[r * seq..(r + 1) * seq];
-            let len = match rows.get(r) {
-                Some(&i) => {
-                    let len = lens[i].min(seq);
-                    let src = &enc.ids[i * enc.seq_len..i * enc.seq_len + len];
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        *d = i64::from(s);
-                    }
-                    len
-                }
-                None => {
-                    let len = filler.len().min(seq);
-                    dst[..len].copy_from_slice(&filler[..len]);
-                    len
-                }
-            };
-            m[..len].fill(1);
-        }
-        HostChunk {
-            ids,
-            mask,
-            rows: padded_rows,
-            seq,
-        }
-    }
-
-    /// Run one laid-out chunk; returns the pooler output of its first `keep` rows.
-    fn forward_chunk(&self, chunk: HostChunk, keep: usize) -> Result<Tensor<B, 2>, ClipError> {
-        let max = self.model.max_positions();
-        if chunk.seq > max {
-            return Err(TextError::SequenceTooLong {
-                len: chunk.seq,
-                max,
-            }
-            .into());
-        }
-        let shape = [chunk.rows, chunk.seq];
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(chunk.ids, shape), &self.device);
-        let mask = self.mode.uses_mask().then(|| {
-            Tensor::<B, 2, Int>::from_data(TensorData::new(chunk.mask, shape), &self.device)
-        });
-        let pooled = self.model.forward(ids, mask).pooler_output;
-        Ok(if keep < chunk.rows {
+    /// Run one padded chunk (checked on the host first); returns the pooler output of its
+    /// first `keep` rows.
+    fn forward_chunk(&self, batch: &BatchEncoding, keep: usize) -> Result<Tensor<B, 2>, ClipError> {
+        batch.check(self.model.vocab_size(), self.model.max_positions())?;
+        let TokenBatch { ids, mask } = batch.to_tensors::<B>(&self.device);
+        let pooled = self
+            .model
+            .forward(ids, self.mode.uses_mask().then_some(mask))
+            .pooler_output;
+        Ok(if keep < batch.batch_size {
             pooled.slice(0..keep)
         } else {
             pooled
         })
     }
 
-    /// Raw (unnormalised) text features `[n, 1024]`, in the model's float dtype.
-    pub fn encode_raw<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Tensor<B, 2>, ClipError> {
-        self.encode_raw_with_progress(texts, &mut |_| {})
-    }
-
-    /// [`TextEncoder::encode_raw`], calling `progress(n_done)` after every chunk.
+    /// Text features `[n, 1024]`: L2-normalised in f32 (the default, see
+    /// [`l2_normalize`](super::l2_normalize)) or raw in the model's float dtype
+    /// ([`EncodeOptions::raw`]); `options.progress` hears the number of texts done after every
+    /// chunk.
     ///
     /// In [`TextMode::Masked`] texts are grouped by length (longest first) and each chunk is
     /// padded only to its own longest text (rounded up to the buckets): padding is masked, so
     /// this changes nothing but the work done. The rows come back in input order.
-    pub fn encode_raw_with_progress<S: AsRef<str> + Sync>(
+    ///
+    /// # Shapes
+    /// `texts.len() = n` → `[n, hidden]`.
+    pub fn encode<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
-        progress: &mut dyn FnMut(usize),
+        options: &EncodeOptions<'_>,
     ) -> Result<Tensor<B, 2>, ClipError> {
-        let (enc, lens) = self.tokenize_host(texts)?;
+        let enc = self.tokenize_host(texts)?;
         let n = enc.batch_size;
         let mut order: Vec<usize> = (0..n).collect();
         let sorted = self.mode.uses_mask() && n > self.batch_size;
         if sorted {
-            order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+            order.sort_by_key(|&i| std::cmp::Reverse(enc.row_len(i)));
         }
         let max = self.model.max_positions();
         let mut parts = Vec::with_capacity(n.div_ceil(self.batch_size));
@@ -270,21 +197,21 @@ impl<B: Backend> TextEncoder<B> {
             let seq = match self.mode.pad_to() {
                 Some(fixed) => fixed,
                 None if self.mode.uses_mask() => {
-                    let longest = rows.iter().map(|&i| lens[i]).max().unwrap_or(2);
+                    let longest = rows.iter().map(|&i| enc.row_len(i)).max().unwrap_or(2);
                     self.buckets.seq(longest, max)
                 }
                 // The model card: the call's longest text, exactly (padding is attended to).
                 None => enc.seq_len,
             };
             let padded_rows = self.buckets.batch(rows.len(), self.batch_size);
-            let chunk = self.lay_out(&enc, &lens, rows, seq, padded_rows);
-            parts.push(self.forward_chunk(chunk, rows.len())?);
+            let chunk = self.tokenizer.rebatch(&enc, rows, seq, padded_rows);
+            parts.push(self.forward_chunk(&chunk, rows.len())?);
             done += rows.len();
-            progress(done);
+            options.report(done);
         }
         let out = Tensor::cat(parts, 0);
         if !sorted {
-            return Ok(out);
+            return Ok(options.finish(out));
         }
         // Row `order[k]` of the input is row `k` of `out`: invert the permutation.
         let mut inverse = vec![0i64; n];
@@ -292,12 +219,7 @@ impl<B: Backend> TextEncoder<B> {
             inverse[i] = k as i64;
         }
         let index = Tensor::<B, 1, Int>::from_data(TensorData::new(inverse, [n]), &self.device);
-        Ok(out.select(0, index))
-    }
-
-    /// L2-normalised text features `[n, 1024]` (f32, see [`l2_normalize`]).
-    pub fn encode<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Tensor<B, 2>, ClipError> {
-        Ok(l2_normalize(self.encode_raw(texts)?))
+        Ok(options.finish(out.select(0, index)))
     }
 
     /// Run the tower once for every shape that texts of up to `max_tokens` tokens can take in
@@ -321,17 +243,13 @@ impl<B: Backend> TextEncoder<B> {
         let mut passes = 0;
         for &seq in &seqs {
             for &rows in &batches {
-                let ids = vec![i64::from(self.tokenizer.cls_id()); rows * seq];
-                let mask = vec![1i64; rows * seq];
-                let out = self.forward_chunk(
-                    HostChunk {
-                        ids,
-                        mask,
-                        rows,
-                        seq,
-                    },
-                    rows,
-                )?;
+                let batch = BatchEncoding {
+                    ids: vec![self.tokenizer.cls_id(); rows * seq],
+                    attention_mask: vec![1; rows * seq],
+                    batch_size: rows,
+                    seq_len: seq,
+                };
+                let out = self.forward_chunk(&batch, rows)?;
                 crate::sync(out)?;
                 passes += 1;
             }

@@ -1,9 +1,9 @@
-//! Encoding texts into ids: [`Encoding`] of one text, [`BatchEncoding`] of a padded batch,
-//! and the [`Padding`] / [`Truncation`] modes of [`BertTokenizer::encode_batch`].
+//! Encoding texts into ids: [`Encoding`] of one text, and the [`Padding`] / [`Truncation`]
+//! modes of [`BertTokenizer::encode_batch`] (which returns a [`BatchEncoding`]).
 
 use rayon::prelude::*;
 
-use super::{BertTokenizer, MAX_PADDED_CELLS, MAX_PADDED_LENGTH, TokenizerError};
+use super::{BatchEncoding, BertTokenizer, MAX_PADDED_CELLS, MAX_PADDED_LENGTH, TokenizerError};
 
 /// One encoded text: `[CLS] ... [SEP]` ids and an all-ones attention mask of the same length.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,31 +38,6 @@ pub enum Truncation {
     ModelMax,
     /// Truncate to this many tokens (at least 2).
     MaxLength(usize),
-}
-
-/// A padded batch, row-major: `ids[row * seq_len + position]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchEncoding {
-    /// Token ids, `batch_size * seq_len`, padded on the right with `[PAD]`.
-    pub ids: Vec<u32>,
-    /// 1 for real tokens, 0 for padding, same layout as `ids`.
-    pub attention_mask: Vec<u32>,
-    /// Number of rows (texts).
-    pub batch_size: usize,
-    /// Length of every row.
-    pub seq_len: usize,
-}
-
-impl BatchEncoding {
-    /// The ids of row `row`, or `None` past the end.
-    pub fn row_ids(&self, row: usize) -> Option<&[u32]> {
-        self.ids.chunks(self.seq_len.max(1)).nth(row)
-    }
-
-    /// The attention mask of row `row`, or `None` past the end.
-    pub fn row_mask(&self, row: usize) -> Option<&[u32]> {
-        self.attention_mask.chunks(self.seq_len.max(1)).nth(row)
-    }
 }
 
 impl BertTokenizer {

@@ -122,4 +122,24 @@ pub enum TokenizerError {
         /// Its length.
         len: usize,
     },
+    /// A token id is not below the vocabulary size of the model it is meant for.
+    #[error("token id {id} at [{row}, {col}] is outside the vocabulary of {vocab_size} ids")]
+    IdOutOfVocab {
+        /// The id.
+        id: u32,
+        /// Row (text) index.
+        row: usize,
+        /// Column (token) index.
+        col: usize,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
+    /// The batch's rows are longer than the model's absolute positions.
+    #[error("sequence of {len} tokens exceeds the model's {max} positions")]
+    TooManyTokens {
+        /// Row length.
+        len: usize,
+        /// The model's positions.
+        max: usize,
+    },
 }

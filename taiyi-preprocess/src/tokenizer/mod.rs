@@ -26,6 +26,7 @@
 //! which is what Python's `Trie.split` computes for this prefix-free token set.
 
 mod basic;
+mod batch;
 mod config;
 mod encoding;
 mod error;
@@ -39,7 +40,8 @@ mod wordpiece;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use encoding::{BatchEncoding, Encoding, Padding, Truncation};
+pub use batch::{BatchEncoding, TokenBatch};
+pub use encoding::{Encoding, Padding, Truncation};
 pub use error::TokenizerError;
 
 /// The longest row [`Padding::Fixed`] may ask for (a million tokens; BERT itself takes 512).

@@ -41,3 +41,29 @@ fn truncation_keeps_sep_last() {
     assert_eq!(b.ids, [2, 8, 8, 8, 3, 2, 8, 3, 0, 0]);
     assert_eq!(b.attention_mask, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
 }
+
+#[test]
+fn rebatch_repads_selected_rows_and_fills_with_cls_sep() {
+    let t = toy();
+    // "a" → [CLS] a [SEP]; "unaffable" → [CLS] un ##aff ##able [SEP].
+    let enc = t
+        .encode_batch(&["a", "unaffable"], Padding::Longest, Truncation::None)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(enc.seq_len, 5);
+    let b = t.rebatch(&enc, &[1, 0], 6, 3);
+    assert_eq!((b.batch_size, b.seq_len), (3, 6));
+    assert_eq!(
+        b.ids,
+        [2, 5, 6, 7, 3, 0, 2, 8, 3, 0, 0, 0, 2, 3, 0, 0, 0, 0]
+    );
+    assert_eq!(
+        b.attention_mask,
+        [1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+    );
+    // Shorter than a row: its first `seq_len` ids are kept.
+    let cut = t.rebatch(&enc, &[1], 3, 1);
+    assert_eq!(
+        (cut.ids, cut.attention_mask),
+        (vec![2, 5, 6], vec![1, 1, 1])
+    );
+}

@@ -14,7 +14,8 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use taiyi_core::{
-    ClipError, ClipModel, TextEncoder, TextMode, ZeroShotClassifier, l2_normalize, to_vec,
+    Classification, ClipError, ClipModel, EncodeOptions, TextEncoder, TextMode, ZeroShotClassifier,
+    l2_normalize, to_vec,
 };
 
 use super::batch::Batch;
@@ -99,7 +100,7 @@ impl<B: Backend> Runner<B> {
         if encoder.mode() != TextMode::Masked {
             // fixed77: every text has the same shape; one call is batch-invariant.
             let texts: Vec<&str> = all.iter().map(|t| t.0).collect();
-            return host(encoder.encode_raw(&texts)?);
+            return host(encoder.encode(&texts, &EncodeOptions::raw())?);
         }
         // masked: one call per token count, so that nothing is padded.
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -112,7 +113,7 @@ impl<B: Backend> Runner<B> {
         let mut place = vec![0usize; all.len()];
         for rows in groups.values() {
             let texts: Vec<&str> = rows.iter().map(|&i| all[i].0).collect();
-            let (r, n, d) = host(encoder.encode_raw(&texts)?)?;
+            let (r, n, d) = host(encoder.encode(&texts, &EncodeOptions::raw())?)?;
             for (k, &i) in rows.iter().enumerate() {
                 place[i] = raw.len() / d.max(1) + k;
             }
@@ -154,7 +155,8 @@ impl<B: Backend> Runner<B> {
         };
         match work {
             Work::TextsAlone { texts, mode } => {
-                let (raw, normalized, dim) = host(self.encoder(mode).encode_raw(&texts)?)?;
+                let (raw, normalized, dim) =
+                    host(self.encoder(mode).encode(&texts, &EncodeOptions::raw())?)?;
                 let rows = raw.len() / dim.max(1);
                 Ok(Answer::Features(Features {
                     raw,
@@ -179,8 +181,9 @@ impl<B: Backend> Runner<B> {
                 templates,
             } => {
                 let classifier = ZeroShotClassifier::new(&self.model, &labels, &templates)?;
+                let classes = classifier.classify(matrix(images, dim))?;
                 Ok(Answer::Classes(
-                    classifier.classify_features(&self.model, matrix(images, dim))?,
+                    classes.iter().map(Classification::ranked).collect(),
                 ))
             }
             // Batched kinds never arrive here (see `batch::kind`); run them alone anyway.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use taiyi_core::{ImageSource, TextMode, ZeroShotClassifier};
+use taiyi_core::{EncodeOptions, ImageSource, TextMode, ZeroShotClassifier};
 
 use crate::common::*;
 
@@ -100,7 +100,12 @@ fn every_route_matches_clip_model_bit_for_bit() {
     assert_eq!(v["mode"], "masked");
     assert_eq!(v["dim"], 16);
     for (t, row) in texts.iter().zip(float_rows(&v["embeddings"])) {
-        let want = host_rows(model.text().encode_raw(&[t.as_str()]).expect("raw"));
+        let want = host_rows(
+            model
+                .text()
+                .encode(&[t.as_str()], &EncodeOptions::raw())
+                .expect("raw"),
+        );
         assert_eq!(row, want[0], "raw {t}");
     }
     let b64: Vec<String> = names.iter().map(|n| image_b64(n)).collect();
@@ -169,14 +174,15 @@ fn every_route_matches_clip_model_bit_for_bit() {
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
     let clf = ZeroShotClassifier::new(&model, &labels, taiyi_core::CHINESE_TEMPLATES).expect("clf");
-    let preds = clf.classify_features(&model, features).expect("classify");
-    for (i, p) in preds.iter().enumerate() {
+    let classes = clf.classify(features).expect("classify");
+    for (i, c) in classes.iter().enumerate() {
+        let p = c.ranked();
         let row = &v[i];
         assert_eq!(row["image"], i);
         assert_eq!(row["labels"], json!(labels));
         let top = row["top"].as_array().expect("top");
         assert_eq!(top.len(), 2);
-        for (t, x) in top.iter().zip(p) {
+        for (t, x) in top.iter().zip(&p) {
             assert_eq!(t["label"], x.label.as_str());
             assert_eq!(
                 t["probability"].as_f64().map(|f| f as f32),
@@ -190,9 +196,10 @@ fn every_route_matches_clip_model_bit_for_bit() {
             .iter()
             .map(|x| x.as_f64().expect("f") as f32)
             .collect();
-        for x in p {
+        for x in &p {
             assert_eq!(probs[x.index], x.probability);
         }
+        assert_eq!(probs, c.probabilities());
     }
 
     // /health, /info, /metrics.
