@@ -14,4 +14,4 @@
 pub mod tokenizer;
 pub mod transform;
 
-pub use transform::{ImageError, ImageInput, ImageTransform, PilImage, PilMode};
+pub use transform::{ImageError, ImageInput, ImageSource, ImageTransform, PilImage, PilMode};

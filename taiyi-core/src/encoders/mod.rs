@@ -4,14 +4,12 @@
 mod image;
 mod text;
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
-use taiyi_preprocess::transform::ImageInput;
 
 pub use image::{ImageEncoder, PartialFeatures, PipelineStats};
 pub use taiyi_preprocess::tokenizer::TokenBatch;
+pub use taiyi_preprocess::transform::ImageSource;
 pub use text::TextEncoder;
 
 /// Default number of texts encoded per forward pass on CPU backends.
@@ -106,53 +104,5 @@ impl<'a> EncodeOptions<'a> {
         } else {
             features
         }
-    }
-}
-
-/// One image to encode, owned: a file, encoded bytes, or a decoded `::image::DynamicImage`.
-#[derive(Debug, Clone)]
-pub enum ImageSource {
-    /// An image file (PNG, JPEG, GIF, WebP, BMP, TIFF).
-    Path(PathBuf),
-    /// An encoded image in memory.
-    Bytes(Vec<u8>),
-    /// A decoded image.
-    Image(::image::DynamicImage),
-}
-
-impl ImageSource {
-    pub(crate) fn as_input(&self) -> ImageInput<'_> {
-        match self {
-            ImageSource::Path(p) => ImageInput::Path(p),
-            ImageSource::Bytes(b) => ImageInput::Bytes(b),
-            ImageSource::Image(i) => ImageInput::Dynamic(i),
-        }
-    }
-}
-
-impl From<PathBuf> for ImageSource {
-    fn from(p: PathBuf) -> Self {
-        ImageSource::Path(p)
-    }
-}
-impl From<&Path> for ImageSource {
-    fn from(p: &Path) -> Self {
-        ImageSource::Path(p.to_path_buf())
-    }
-}
-impl From<&str> for ImageSource {
-    /// A `&str` is a file path.
-    fn from(p: &str) -> Self {
-        ImageSource::Path(PathBuf::from(p))
-    }
-}
-impl From<Vec<u8>> for ImageSource {
-    fn from(b: Vec<u8>) -> Self {
-        ImageSource::Bytes(b)
-    }
-}
-impl From<::image::DynamicImage> for ImageSource {
-    fn from(i: ::image::DynamicImage) -> Self {
-        ImageSource::Image(i)
     }
 }

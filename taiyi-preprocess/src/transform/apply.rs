@@ -77,7 +77,7 @@ impl ImageTransform {
         match input {
             ImageInput::Path(p) => self.apply_path(p),
             ImageInput::Bytes(b) => self.apply_bytes(b),
-            ImageInput::Dynamic(d) => self.apply_dynamic(d),
+            ImageInput::Image(d) => self.apply_dynamic(d),
             ImageInput::Pil(i) => self.apply(i),
         }
     }

@@ -28,7 +28,7 @@ use image::DynamicImage;
 
 pub use budget::{DECODE_MEMORY_ENV, DEFAULT_DECODE_MEMORY, DecodeBudget, DecodePermit};
 pub use error::{ImageError, LibjpegError};
-pub use input::ImageInput;
+pub use input::{ImageInput, ImageSource};
 pub use jpeg::JpegDecoder;
 pub use pil::{PilImage, PilMode};
 

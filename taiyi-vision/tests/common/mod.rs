@@ -14,9 +14,7 @@ pub type B = Flex;
 
 /// `fixtures/vision/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/vision")
-        .join(name)
+    taiyi_testkit::fixture("vision", name)
 }
 
 /// A fresh scratch directory for one test.
@@ -27,24 +25,14 @@ pub fn scratch(test: &str) -> PathBuf {
     dir
 }
 
-/// One tensor of `expected.safetensors` as f32 values (f16 ones widened exactly) and its shape.
+/// One tensor of `expected.safetensors` as f32 values (f16 ones widened exactly) and its shape
+/// (the workspace's one reader, `taiyi-testkit`).
 pub fn expected(name: &str) -> (Vec<f32>, Vec<usize>) {
-    let bytes = std::fs::read(fixture("expected.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let view = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let data = view.data();
-    let values = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => panic!("{name}: unexpected dtype {other:?}"),
-    };
-    (values, view.shape().to_vec())
+    let mut all = taiyi_testkit::expected("vision");
+    let a = all
+        .remove(name)
+        .unwrap_or_else(|| panic!("{name}: not in fixtures/vision/expected.safetensors"));
+    (a.f32, a.shape)
 }
 
 /// An expected tensor as a burn tensor.
