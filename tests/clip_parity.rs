@@ -34,19 +34,7 @@ fn expected() -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-fn matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|x| x.as_f64().expect("number") as f32)
-                .collect()
-        })
-        .collect()
-}
+use taiyi_testkit::json_rows as matrix;
 
 fn max_abs_diff(a: &ndarray::Array2<f32>, b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.nrows(), b.len(), "row count");

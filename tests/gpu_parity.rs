@@ -202,16 +202,7 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 fn flat(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect()
+    taiyi_testkit::json_rows(v).concat()
 }
 
 fn argmax_rows(values: &[f32], cols: usize) -> Vec<usize> {

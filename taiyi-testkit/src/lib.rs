@@ -112,6 +112,22 @@ pub fn assert_close<B: Backend, const D: usize>(
     max
 }
 
+/// A JSON array of number arrays (the metadata fixtures' matrices, a server response's
+/// embeddings) as f32 rows.
+pub fn json_rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .expect("a JSON array of rows")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("a JSON array of numbers")
+                .iter()
+                .map(|x| x.as_f64().expect("a number") as f32)
+                .collect()
+        })
+        .collect()
+}
+
 /// Largest absolute difference between two slices of the same length.
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "max_diff of slices of different lengths");
@@ -163,6 +179,12 @@ mod tests {
             )
         });
         assert!(nan.is_err());
+    }
+
+    #[test]
+    fn json_rows_reads_a_matrix() {
+        let v: serde_json::Value = serde_json::from_str("[[1, 2.5], [-3, 0]]").unwrap();
+        assert_eq!(json_rows(&v), [vec![1.0, 2.5], vec![-3.0, 0.0]]);
     }
 
     #[test]

@@ -33,28 +33,26 @@ impl BackendTask for SearchArgs {
     type Output = ();
     type Error = CliError;
     fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
-        {
-            let index = EmbeddingIndex::load(&self.index)?;
-            let enc = text_encoder::<B>(&self.text, &device)?;
-            let q = to_vec(enc.encode(&[self.query.as_str()], &EncodeOptions::default())?)?;
-            let hits = index.search(ndarray::ArrayView1::from(&q[..]), self.top_k)?;
-            if self.json {
-                let v: Vec<serde_json::Value> = hits
-                    .iter()
-                    .map(|h| serde_json::json!({"name": index.names[h.index], "index": h.index, "score": h.score}))
-                    .collect();
-                return print_stdout(&format!("{}\n", serde_json::Value::Array(v)));
-            }
-            let mut s = String::new();
-            for (rank, h) in hits.iter().enumerate() {
-                s.push_str(&format!(
-                    "{:>3}  {:.4}  {}\n",
-                    rank + 1,
-                    h.score,
-                    index.names[h.index]
-                ));
-            }
-            print_stdout(&s)
+        let index = EmbeddingIndex::load(&self.index)?;
+        let enc = text_encoder::<B>(&self.text, &device)?;
+        let q = to_vec(enc.encode(&[self.query.as_str()], &EncodeOptions::default())?)?;
+        let hits = index.search(ndarray::ArrayView1::from(&q[..]), self.top_k)?;
+        if self.json {
+            let v: Vec<serde_json::Value> = hits
+                .iter()
+                .map(|h| serde_json::json!({"name": index.names[h.index], "index": h.index, "score": h.score}))
+                .collect();
+            return print_stdout(&format!("{}\n", serde_json::Value::Array(v)));
         }
+        let mut s = String::new();
+        for (rank, h) in hits.iter().enumerate() {
+            s.push_str(&format!(
+                "{:>3}  {:.4}  {}\n",
+                rank + 1,
+                h.score,
+                index.names[h.index]
+            ));
+        }
+        print_stdout(&s)
     }
 }

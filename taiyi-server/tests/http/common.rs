@@ -108,19 +108,7 @@ pub fn base64_rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
-pub fn float_rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|x| x.as_f64().expect("number") as f32)
-                .collect()
-        })
-        .collect()
-}
+pub use taiyi_testkit::json_rows as float_rows;
 
 /// A committed fixture image as base64.
 pub fn image_b64(name: &str) -> String {
