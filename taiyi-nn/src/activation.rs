@@ -22,6 +22,9 @@ impl Activation {
     /// Any shape; the output has the input's shape.
     pub fn forward<B: Backend, const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
+            #[cfg(feature = "flex")]
+            Activation::Gelu => crate::flex::gelu(x).unwrap_or_else(gelu),
+            #[cfg(not(feature = "flex"))]
             Activation::Gelu => gelu(x),
             Activation::QuickGelu => x.clone() * sigmoid(x.mul_scalar(1.702)),
         }

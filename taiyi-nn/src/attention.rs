@@ -86,29 +86,46 @@ pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
         .swap_dims(1, 2)
 }
 
-/// Split a fused `q, k, v` projection (open_clip's `in_proj`, rows q, k, v in that order) into
-/// the three head tensors.
+/// Split a fused `q, k, v` projection (open_clip's `in_proj`, columns q, k, v in that order)
+/// into three views of token rows (no copy), ready for [`attend`].
 ///
 /// # Shapes
-/// `qkv`: `[batch, tokens, 3 * heads * head_dim]` → three `[batch, heads, tokens, head_dim]`.
-pub fn split_qkv<B: Backend>(
-    qkv: Tensor<B, 3>,
-    heads: usize,
-) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
-    let [batch, tokens, width3] = qkv.dims();
-    let head_dim = width3 / 3 / heads;
-    // [B, T, 3W] -> [B, T, 3, H, D] -> [3, B, H, T, D]
-    let qkv = qkv
-        .reshape([batch, tokens, 3, heads, head_dim])
-        .permute([2, 0, 3, 1, 4]);
-    let part = |i: usize| -> Tensor<B, 4> {
-        qkv.clone()
-            .narrow(0, i, 1)
-            .reshape([batch, heads, tokens, head_dim])
-    };
+/// `qkv`: `[batch, tokens, 3 * width]` → three `[batch, tokens, width]`.
+pub fn split_qkv<B: Backend>(qkv: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+    let [_, _, width3] = qkv.dims();
+    let width = width3 / 3;
+    let part = |i: usize| qkv.clone().narrow(2, i * width, width);
     (part(0), part(1), part(2))
 }
 
+/// Multi-head attention on token rows: [`split_heads`] of `q`, `k`, `v`, [`sdpa`] with
+/// `kernel`, [`merge_heads`]. On burn's `Flex` backend with f32 data (feature `flex`) the heads
+/// are read from and written to the rows in place, one rayon task per (item, head), whichever
+/// `kernel` is named; every other backend and dtype takes `kernel`.
+///
+/// # Shapes
+/// `q`: `[batch, queries, width]`, `k`, `v`: `[batch, keys, width]` (views such as
+/// [`split_qkv`]'s are fine), `bias`: broadcastable to `[batch, heads, queries, keys]` →
+/// `[batch, queries, width]`.
+pub fn attend<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+    bias: Option<Tensor<B, 4>>,
+    kernel: AttentionKernel,
+) -> Tensor<B, 3> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = crate::flex::attend_rows(&q, &k, &v, heads, bias.as_ref()) {
+        return out;
+    }
+    let (q, k, v) = (
+        split_heads(q, heads),
+        split_heads(k, heads),
+        split_heads(v, heads),
+    );
+    merge_heads(sdpa(q, k, v, bias, kernel))
+}
 /// Merge heads back into token rows (the inverse of [`split_heads`]).
 ///
 /// # Shapes
@@ -178,8 +195,8 @@ mod tests {
         // width 2, 1 head: q = columns 0..2, k = 2..4, v = 4..6.
         let values: Vec<f32> = (0..12).map(|i| i as f32).collect();
         let qkv = Tensor::<B, 3>::from_data(TensorData::new(values, [1, 2, 6]), &device);
-        let (q, k, v) = split_qkv(qkv, 1);
-        let t = |a: [[f32; 2]; 2]| Tensor::<B, 4>::from_floats([[a]], &device);
+        let (q, k, v) = split_qkv(qkv);
+        let t = |a: [[f32; 2]; 2]| Tensor::<B, 2>::from_floats(a, &device).unsqueeze::<3>();
         close(q, t([[0.0, 1.0], [6.0, 7.0]]));
         close(k, t([[2.0, 3.0], [8.0, 9.0]]));
         close(v, t([[4.0, 5.0], [10.0, 11.0]]));

@@ -12,8 +12,10 @@
 
 mod activation;
 mod attention;
+#[cfg(feature = "flex")]
+mod flex;
 mod linear;
 
 pub use activation::Activation;
-pub use attention::{AttentionKernel, merge_heads, sdpa, split_heads, split_qkv};
+pub use attention::{AttentionKernel, attend, merge_heads, sdpa, split_heads, split_qkv};
 pub use linear::linear_rows;

@@ -14,7 +14,17 @@ use burn::tensor::backend::Backend;
 /// `x`: `[batch, tokens, in]` → `[batch, tokens, out]`.
 pub fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, tokens, width] = x.dims();
-    let y = layer.forward(x.reshape([batch * tokens, width]));
+    let x = x.reshape([batch * tokens, width]);
+    #[cfg(feature = "flex")]
+    let x = match crate::flex::linear(layer, x) {
+        Ok(y) => return reshape_rows(y, batch, tokens),
+        Err(x) => x,
+    };
+    reshape_rows(layer.forward(x), batch, tokens)
+}
+
+/// `[batch * tokens, out]` back to `[batch, tokens, out]`.
+fn reshape_rows<B: Backend>(y: Tensor<B, 2>, batch: usize, tokens: usize) -> Tensor<B, 3> {
     let [_, out] = y.dims();
     y.reshape([batch, tokens, out])
 }

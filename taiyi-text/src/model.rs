@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, bf16, f16};
-use taiyi_nn::{Activation, AttentionKernel, linear_rows, merge_heads, sdpa, split_heads};
+use taiyi_nn::{Activation, AttentionKernel, attend, linear_rows};
 
 use crate::{BertConfig, TextError};
 
@@ -79,9 +79,9 @@ impl<B: Backend> BertSelfAttention<B> {
     /// # Shapes
     /// `x`: `[batch, seq, hidden]`, `bias`: `[batch, 1, 1, seq]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
-        let heads = |layer: &Linear<B>| split_heads(linear_rows(layer, x.clone()), self.num_heads);
-        let (q, k, v) = (heads(&self.query), heads(&self.key), heads(&self.value));
-        merge_heads(sdpa(q, k, v, bias, self.kernel))
+        let rows = |layer: &Linear<B>| linear_rows(layer, x.clone());
+        let (q, k, v) = (rows(&self.query), rows(&self.key), rows(&self.value));
+        attend(q, k, v, self.num_heads, bias, self.kernel)
     }
 }
 

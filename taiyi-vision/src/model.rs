@@ -5,7 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use taiyi_nn::{Activation, AttentionKernel, linear_rows, merge_heads, sdpa, split_qkv};
+use taiyi_nn::{Activation, AttentionKernel, attend, linear_rows, split_qkv};
 
 use crate::VisionError;
 use crate::config::VisionConfig;
@@ -31,8 +31,8 @@ impl<B: Backend> Attention<B> {
     /// # Shapes
     /// `x`: `[batch, tokens, width]` → `[batch, tokens, width]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let (q, k, v) = split_qkv(linear_rows(&self.in_proj, x), self.heads);
-        let ctx = merge_heads(sdpa(q, k, v, None, self.kernel));
+        let (q, k, v) = split_qkv(linear_rows(&self.in_proj, x));
+        let ctx = attend(q, k, v, self.heads, None, self.kernel);
         linear_rows(&self.out_proj, ctx)
     }
 }

@@ -1,0 +1,200 @@
+//! Multi-head attention read straight from token rows, one rayon task per (image/text, head).
+
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::elementwise::from_vec;
+use super::gemm::{Mat, matmul_into};
+
+/// Where row `t`, column `c` of item `b` of a `[batch, tokens, width]` view lives.
+#[derive(Clone, Copy)]
+struct Rows {
+    batch_stride: usize,
+    token_stride: usize,
+    offset: usize,
+}
+
+impl Rows {
+    /// The view's strides when its columns are adjacent and no stride is negative.
+    fn of(x: &FlexTensor) -> Option<Self> {
+        let layout = x.layout();
+        match *layout.strides() {
+            [b, t, 1] if b >= 0 && t >= 0 => Some(Self {
+                batch_stride: b as usize,
+                token_stride: t as usize,
+                offset: layout.start_offset(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Head `h` (columns `h·d .. (h+1)·d`) of item `b` of `x` as a `[tokens, d]` matrix, or
+    /// its transpose `[d, tokens]`.
+    fn head<'a>(
+        &self,
+        x: &'a FlexTensor,
+        b: usize,
+        h: usize,
+        tokens: usize,
+        d: usize,
+        transposed: bool,
+    ) -> Mat<'a> {
+        let (rows, cols, row_stride, col_stride) = if transposed {
+            (d, tokens, 1, self.token_stride)
+        } else {
+            (tokens, d, self.token_stride, 1)
+        };
+        Mat {
+            data: x.storage::<f32>(),
+            offset: self.offset + b * self.batch_stride + h * d,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// An additive bias `[batch | 1, heads | 1, queries | 1, keys]`, contiguous, with the step of
+/// each broadcast dimension (0 where it has size 1).
+struct Bias {
+    values: FlexTensor,
+    steps: [usize; 3],
+    keys: usize,
+}
+
+impl Bias {
+    fn of(
+        bias: FlexTensor,
+        batch: usize,
+        heads: usize,
+        queries: usize,
+        keys: usize,
+    ) -> Option<Self> {
+        let [b, h, q, k] = match *bias.layout().shape().as_slice() {
+            [b, h, q, k] => [b, h, q, k],
+            _ => return None,
+        };
+        let fits = |n: usize, full: usize| n == 1 || n == full;
+        if k != keys || !fits(b, batch) || !fits(h, heads) || !fits(q, queries) {
+            return None;
+        }
+        let step = |n: usize, stride: usize| if n == 1 { 0 } else { stride };
+        Some(Self {
+            values: bias.to_contiguous(),
+            steps: [step(b, h * q * k), step(h, q * k), step(q, k)],
+            keys,
+        })
+    }
+
+    fn row(&self, b: usize, h: usize, i: usize) -> &[f32] {
+        let start = b * self.steps[0] + h * self.steps[1] + i * self.steps[2];
+        &self.values.storage::<f32>()[start..start + self.keys]
+    }
+}
+
+/// `softmax(q kᵀ · scale + bias) v` per head, heads read from and written to token rows.
+///
+/// Returns `None` (touching nothing) when a view's columns are not adjacent or the bias does not
+/// broadcast; the caller then takes the generic path.
+///
+/// # Shapes
+/// `q`: `[batch, queries, width]`, `k`, `v`: `[batch, keys, width]` (any non-negative strides,
+/// adjacent columns), `bias`: `[batch | 1, heads | 1, queries | 1, keys]` →
+/// `[batch, queries, width]` (contiguous).
+pub(crate) fn attend(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    heads: usize,
+    bias: Option<FlexTensor>,
+) -> Option<FlexTensor> {
+    let [batch, queries, width] = dims3(q)?;
+    let [_, keys, _] = dims3(k)?;
+    let (qr, kr, vr) = (Rows::of(q)?, Rows::of(k)?, Rows::of(v)?);
+    if heads == 0
+        || width % heads != 0
+        || dims3(k)? != [batch, keys, width]
+        || dims3(v)? != [batch, keys, width]
+    {
+        return None;
+    }
+    let bias = match bias {
+        Some(b) => Some(Bias::of(b, batch, heads, queries, keys)?),
+        None => None,
+    };
+    let d = width / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let contexts: Vec<Vec<f32>> = (0..batch * heads)
+        .into_par_iter()
+        .map(|bh| {
+            let (b, h) = (bh / heads, bh % heads);
+            let mut scores = vec![0.0f32; queries * keys];
+            matmul_into(
+                &mut scores,
+                qr.head(q, b, h, queries, d, false),
+                kr.head(k, b, h, keys, d, true),
+            )?;
+            for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
+                softmax_row(row, scale, bias.as_ref().map(|bias| bias.row(b, h, i)));
+            }
+            let weights = Mat {
+                data: &scores,
+                offset: 0,
+                rows: queries,
+                cols: keys,
+                row_stride: keys,
+                col_stride: 1,
+            };
+            let mut context = vec![0.0f32; queries * d];
+            matmul_into(&mut context, weights, vr.head(v, b, h, keys, d, false))?;
+            Some(context)
+        })
+        .collect::<Option<_>>()?;
+    let mut out = vec![0.0f32; batch * queries * width];
+    out.par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (b, i) = (row / queries, row % queries);
+            for (h, cols) in dst.chunks_exact_mut(d).enumerate() {
+                cols.copy_from_slice(&contexts[b * heads + h][i * d..(i + 1) * d]);
+            }
+        });
+    Some(from_vec(out, vec![batch, queries, width]))
+}
+
+/// The dimensions of a rank-3 tensor.
+fn dims3(x: &FlexTensor) -> Option<[usize; 3]> {
+    match *x.layout().shape().as_slice() {
+        [a, b, c] => Some([a, b, c]),
+        _ => None,
+    }
+}
+
+/// One row of scores → attention weights, in place: `softmax(row · scale + bias)`.
+fn softmax_row(row: &mut [f32], scale: f32, bias: Option<&[f32]>) {
+    let mut max = f32::NEG_INFINITY;
+    match bias {
+        Some(bias) => {
+            for (x, b) in row.iter_mut().zip(bias) {
+                *x = *x * scale + b;
+                max = max.max(*x);
+            }
+        }
+        None => {
+            for x in row.iter_mut() {
+                *x *= scale;
+                max = max.max(*x);
+            }
+        }
+    }
+    let mut sum = 0.0f32;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}

@@ -1,0 +1,115 @@
+//! The Flex kernels against burn's generic path on the same data (both on `Flex`).
+
+#![allow(clippy::expect_used)]
+
+use burn::backend::Flex;
+use burn::module::Param;
+use burn::nn::LinearConfig;
+use burn::tensor::activation::gelu as burn_gelu;
+use burn::tensor::{Distribution, Tensor, Tolerance};
+
+use crate::{AttentionKernel, merge_heads, sdpa, split_heads, split_qkv};
+
+type B = Flex;
+
+fn random<const D: usize>(dims: [usize; D]) -> Tensor<B, D> {
+    Tensor::random(dims, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+fn close<const D: usize>(got: Tensor<B, D>, want: Tensor<B, D>, tol: f32) {
+    assert_eq!(got.dims(), want.dims());
+    got.into_data()
+        .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(tol));
+}
+
+/// burn's ops: split, explicit softmax attention, merge (the generic path of `attend`).
+fn generic(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+    bias: Option<Tensor<B, 4>>,
+) -> Tensor<B, 3> {
+    let (q, k, v) = (
+        split_heads(q, heads),
+        split_heads(k, heads),
+        split_heads(v, heads),
+    );
+    merge_heads(sdpa(q, k, v, bias, AttentionKernel::Matmul))
+}
+
+#[test]
+fn attention_on_fused_projection_views_matches_burn() {
+    // 2 images, 7 tokens, 3 heads of 4: q, k, v are strided views into one [2, 7, 36] buffer.
+    let qkv = random([2, 7, 36]);
+    let (q, k, v) = split_qkv(qkv.clone());
+    let want = generic(q.clone(), k.clone(), v.clone(), 3, None);
+    let got = super::attend_rows(&q, &k, &v, 3, None).expect("Flex f32 takes the kernel");
+    close(got, want, 1e-5);
+}
+
+#[test]
+fn attention_with_broadcast_bias_matches_burn() {
+    // BERT's padding mask [batch, 1, 1, keys] (dtype minimum = masked) and a full bias.
+    let (q, k, v) = (random([3, 5, 16]), random([3, 5, 16]), random([3, 5, 16]));
+    let mut mask = vec![0.0f32; 15];
+    mask[3] = f32::MIN;
+    mask[4] = f32::MIN;
+    mask[14] = f32::MIN;
+    let mask =
+        Tensor::<B, 1>::from_floats(mask.as_slice(), &Default::default()).reshape([3, 1, 1, 5]);
+    for bias in [mask, random([3, 2, 5, 5]), random([1, 2, 1, 5])] {
+        let want = generic(q.clone(), k.clone(), v.clone(), 2, Some(bias.clone()));
+        let got = super::attend_rows(&q, &k, &v, 2, Some(&bias)).expect("kernel");
+        close(got, want, 1e-5);
+    }
+}
+
+#[test]
+fn attention_declines_what_it_cannot_read() {
+    let (q, k, v) = (random([1, 4, 8]), random([1, 4, 8]), random([1, 4, 8]));
+    // Columns not adjacent (a transposed view), a bias that does not broadcast, 3 heads of 8.
+    let qt = random([1, 8, 4]).swap_dims(1, 2);
+    assert!(super::attend_rows(&qt, &k, &v, 2, None).is_none());
+    let bias = random([1, 1, 3, 4]);
+    assert!(super::attend_rows(&q, &k, &v, 2, Some(&bias)).is_none());
+    assert!(super::attend_rows(&q, &k, &v, 3, None).is_none());
+    // `attend` then takes the generic path and still gives burn's answer.
+    let want = generic(qt.clone(), k.clone(), v.clone(), 2, None);
+    close(
+        crate::attend(qt, k, v, 2, None, AttentionKernel::Fused),
+        want,
+        1e-5,
+    );
+}
+
+#[test]
+fn gelu_matches_burn_in_place_and_on_views() {
+    let x = random([3, 50_000]).mul_scalar(4.0);
+    let want = burn_gelu(x.clone());
+    // A shared buffer (x is still alive) and a transposed view both take the copy.
+    close(super::gelu(x.clone()).expect("kernel"), want.clone(), 1e-6);
+    close(
+        super::gelu(x.clone().swap_dims(0, 1)).expect("kernel"),
+        want.clone().swap_dims(0, 1),
+        1e-6,
+    );
+    close(super::gelu(x).expect("kernel"), want, 1e-6);
+}
+
+#[test]
+fn linear_matches_burn() {
+    let device = Default::default();
+    let mut layer = LinearConfig::new(24, 40).init::<B>(&device);
+    layer.bias = Some(Param::from_tensor(random([40])));
+    let x = random([33, 24]);
+    let want = layer.forward(x.clone());
+    close(
+        super::linear(&layer, x.clone()).expect("kernel"),
+        want,
+        1e-5,
+    );
+    layer.bias = None;
+    let want = layer.forward(x.clone());
+    close(super::linear(&layer, x).expect("kernel"), want, 1e-5);
+}
