@@ -11,7 +11,10 @@ use burn::tensor::{Bool, Tensor};
 /// rounding; which is faster depends on the backend, so each tower's config picks its default
 /// by measurement (BENCHMARKS.md): the text tower [`AttentionKernel::Matmul`] (the eager
 /// PyTorch reference's order of operations), the image tower [`AttentionKernel::Fused`]
-/// (flex: ViT-H-14 batch 1 4.36 s fused vs 4.92 s matmul; ndarray the other way round).
+/// (burn-flex's generic ops: ViT-H-14 batch 1 4.36 s fused vs 4.92 s matmul; ndarray the other
+/// way round). On `Flex` with f32 data and the `flex` feature, [`attend`] runs taiyi-nn's own
+/// parallel kernel instead, whichever is named: the choice then matters for the other backends,
+/// f16/bf16, and direct [`sdpa`] calls.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
     /// Written out with burn tensor ops: two batched matmuls around an explicit softmax, like

@@ -42,7 +42,9 @@ pub struct BertConfig {
     pub pad_token_id: usize,
     /// How the layers compute attention (not part of `config.json`). Matmul by default: the
     /// eager PyTorch reference's order of operations, and on flex as fast as the fused kernel
-    /// at these sequence lengths (`benches/text_tower.rs`).
+    /// at these sequence lengths (`benches/text_tower.rs`). On flex f32 with taiyi-nn's `flex`
+    /// feature (taiyi-core's default) the layers use taiyi-nn's parallel kernel whichever is
+    /// named.
     #[config(default = "AttentionKernel::Matmul")]
     pub attention_kernel: AttentionKernel,
 }

@@ -38,7 +38,9 @@ pub struct VisionConfig {
     pub activation: Activation,
     /// How the blocks compute attention (not part of the checkpoint). Fused by default: on
     /// flex, full-size ViT-H-14 at batch 1 took 4.36 s fused vs 4.92 s matmul; on ndarray the
-    /// matmul kernel was faster (10.6 s vs 12.2 s) (`benches/vision_tower.rs`).
+    /// matmul kernel was faster (10.6 s vs 12.2 s) (`benches/vision_tower.rs`). On flex f32 with
+    /// taiyi-nn's `flex` feature (taiyi-core's default) the blocks use taiyi-nn's parallel kernel
+    /// whichever is named.
     #[config(default = "AttentionKernel::Fused")]
     pub attention_kernel: AttentionKernel,
 }
