@@ -147,41 +147,16 @@ mod tests {
     fn refuses_what_does_not_fit() {
         let data = [1.0f32; 6];
         let mut dst = [0.0f32; 4];
+        let refused =
+            |dst: &mut [f32], lhs: Mat<'_>, rhs: Mat<'_>| matmul_into(dst, lhs, rhs).is_none();
+        let rhs = mat(&data, 0, 3, 2, 2, 1);
         // Last element of a 2×3 matrix at offset 1 would be index 6.
-        assert!(
-            matmul_into(
-                &mut dst,
-                mat(&data, 1, 2, 3, 3, 1),
-                mat(&data, 0, 3, 2, 2, 1)
-            )
-            .is_none()
-        );
+        assert!(refused(&mut dst, mat(&data, 1, 2, 3, 3, 1), rhs));
         // Inner dimensions differ, and a wrong output length.
-        assert!(
-            matmul_into(
-                &mut dst,
-                mat(&data, 0, 2, 2, 2, 1),
-                mat(&data, 0, 3, 2, 2, 1)
-            )
-            .is_none()
-        );
-        assert!(
-            matmul_into(
-                &mut dst[..3],
-                mat(&data, 0, 2, 3, 3, 1),
-                mat(&data, 0, 3, 2, 2, 1)
-            )
-            .is_none()
-        );
+        assert!(refused(&mut dst, mat(&data, 0, 2, 2, 2, 1), rhs));
+        assert!(refused(&mut dst[..3], mat(&data, 0, 2, 3, 3, 1), rhs));
         // Overflowing strides.
-        assert!(
-            matmul_into(
-                &mut dst,
-                mat(&data, 0, 2, 3, usize::MAX, 1),
-                mat(&data, 0, 3, 2, 2, 1)
-            )
-            .is_none()
-        );
+        assert!(refused(&mut dst, mat(&data, 0, 2, 3, usize::MAX, 1), rhs));
         // Empty inner dimension: zeros.
         let mut dst = [7.0f32; 4];
         matmul_into(

@@ -6,8 +6,9 @@
 //! the same arithmetic on rayon, in place where the buffer is unique, and read the heads of
 //! attention straight out of the projection rows (no split/merge copies). The generic code in
 //! the parent modules calls them only when the backend *is* `Flex` and the data is f32: the
-//! tensors are moved over by identity functions that `Any` proves to be identities, so there is
-//! no `unsafe` and no data conversion; anything else takes the generic burn path.
+//! tensors are moved over by identity functions that `Any` proves to be identities (no `unsafe`,
+//! no data conversion); anything else takes the generic burn path. The one `unsafe` call, the
+//! gemm itself, sits behind the bounds checks of `gemm.rs`.
 
 mod attention;
 mod elementwise;
