@@ -3,8 +3,6 @@
 # Needs the Rust toolchain, python3 (>= 3.9, venv + pip, for the Python module's tests) and, for
 # the software-GPU suites, Mesa's lavapipe Vulkan driver, which step 0 installs when missing
 # (apt). Every fixture is committed: no torch, no GPU, no model download.
-# Fuzzing is not part of it: the instrumented build of fuzz/ alone takes 10-20 minutes on 2
-# cores, beyond what the 60-minute budget leaves; run `scripts/fuzz.sh [SECONDS]` for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -36,3 +34,8 @@ stamp "python"
 # 3. A CPU build without flex (ndarray only) must build too.
 cargo check -p taiyi-core --no-default-features --features ndarray
 stamp "ndarray-only check"
+# 4. Fuzzing: each cargo-fuzz target of fuzz/ for 60 s on its committed corpus (libFuzzer, the
+#    targets side by side on the cores; the instrumented build takes ~5 minutes on 2 cores).
+#    Longer runs: scripts/fuzz.sh 600.
+scripts/fuzz.sh 60
+stamp "fuzz (60 s per target)"
