@@ -9,6 +9,7 @@ use burn_store::{ApplyError, ModuleAdapter, ModuleSnapshot};
 
 use crate::cast::CastFloat;
 use crate::layout::TorchLayout;
+use crate::readahead::Readahead;
 use crate::{Checkpoint, LoadSpec, StoreError, rename};
 
 /// The element kind of a module parameter.
@@ -139,7 +140,15 @@ impl Checkpoint {
         }
         let cast = CastFloat::new(float_dtype);
         let adapter = TorchLayout.chain(cast.clone());
+        // The disk reads what the module takes while the load works on what it has read.
+        let ahead = Readahead::start(
+            snapshots
+                .iter()
+                .filter_map(|s| self.extents.get(&s.tensor_id?).cloned())
+                .collect(),
+        );
         let result = module.apply(snapshots, None, Some(Box::new(adapter)), false);
+        drop(ahead);
         if let Some(bad) = cast.take_found() {
             return Err(StoreError::NonFinite {
                 path: source,

@@ -1,11 +1,9 @@
 //! Reading the checkpoint formats into flat maps of lazily read tensors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use burn_store::TensorSnapshot;
-
-use crate::StoreError;
+use crate::{StoreError, Tensors};
 
 /// A checkpoint file format, told by the file name (case-insensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +37,7 @@ impl Format {
     }
 
     /// Read `path` in this format.
-    pub(crate) fn read(self, path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+    pub(crate) fn read(self, path: &Path) -> Result<Tensors, StoreError> {
         match self {
             Format::ShardIndex => read_shards(path),
             Format::Safetensors => read_safetensors(path),
@@ -48,21 +46,21 @@ impl Format {
     }
 }
 
-fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+fn read_pytorch(path: &Path) -> Result<Tensors, StoreError> {
     crate::torch::read(path).map_err(|source| StoreError::Pytorch {
         path: path.to_path_buf(),
         source: Box::new(source),
     })
 }
 
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+fn read_safetensors(path: &Path) -> Result<Tensors, StoreError> {
     crate::safetensors::read(path).map_err(|source| StoreError::Safetensors {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreError> {
+fn read_shards(index: &Path) -> Result<Tensors, StoreError> {
     let bad = |message: String| StoreError::ShardIndex {
         path: index.to_path_buf(),
         message,
@@ -88,7 +86,7 @@ fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreEr
         }
         files.insert(file.to_string());
     }
-    let mut all = BTreeMap::new();
+    let mut all = Tensors::default();
     for file in files {
         let shard = dir.join(&file);
         // A shard is a weights file: an index naming another index is not followed.
@@ -99,7 +97,7 @@ fn read_shards(index: &Path) -> Result<BTreeMap<String, TensorSnapshot>, StoreEr
         all.extend(tensors);
     }
     for key in map.keys() {
-        if !all.contains_key(key) {
+        if !all.snapshots.contains_key(key) {
             return Err(bad(format!(
                 "tensor '{key}' is listed but absent from its shard"
             )));

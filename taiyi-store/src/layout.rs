@@ -11,6 +11,9 @@ use std::rc::Rc;
 use burn::tensor::{DType, Element, Shape, TensorData};
 use burn_store::{ModuleAdapter, PyTorchToBurnAdapter, TensorSnapshot, TensorSnapshotError};
 use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::buffer::ElemBuf;
 
 /// The container type burn's `Module` derive gives `burn::nn::Linear`.
 const LINEAR: &str = "Struct:Linear";
@@ -74,45 +77,51 @@ fn transpose(data: TensorData) -> Result<TensorData, burn::tensor::DataError> {
         _ => {
             let es = data.dtype.size();
             let bytes = data.as_bytes();
-            let mut out = vec![0u8; bytes.len()];
+            let mut buf = ElemBuf::zeroed(bytes.len(), es);
+            let out = buf.bytes_mut();
             for (i, row) in bytes.chunks_exact(cols * es).enumerate() {
                 for (j, e) in row.chunks_exact(es).enumerate() {
                     out[(j * rows + i) * es..][..es].copy_from_slice(e);
                 }
             }
-            TensorData::from_bytes_vec(out, [cols, rows], data.dtype)
+            buf.into_data([cols, rows], data.dtype)
         }
     })
 }
 
-fn typed<T: Element + Copy>(
+fn typed<T: Element + Copy + Default + Send + Sync>(
     data: &TensorData,
     rows: usize,
     cols: usize,
 ) -> Result<TensorData, burn::tensor::DataError> {
     let src = data.as_slice::<T>()?;
-    let Some(&first) = src.first() else {
-        return Ok(TensorData::new(Vec::<T>::new(), [cols, rows]));
-    };
-    let mut dst = vec![first; src.len()];
+    // Zero bits for f32/f64/ints: `calloc`'d, so pages are first touched by the transpose.
+    let mut dst = vec![T::default(); src.len()];
     transpose_into(src, &mut dst, rows, cols);
     Ok(TensorData::new(dst, [cols, rows]))
 }
 
-/// `dst[j * rows + i] = src[i * cols + j]`, tile by tile.
-fn transpose_into<T: Copy>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
-    for i0 in (0..rows).step_by(TILE) {
-        let i1 = (i0 + TILE).min(rows);
-        for j0 in (0..cols).step_by(TILE) {
+/// `dst[j * rows + i] = src[i * cols + j]`, tile by tile, bands of `TILE` destination rows on
+/// rayon (a load has nothing else to do with the other cores meanwhile).
+fn transpose_into<T: Copy + Send + Sync>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    dst.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(band, out)| {
+            let j0 = band * TILE;
             let j1 = (j0 + TILE).min(cols);
-            for i in i0..i1 {
-                let row = &src[i * cols..][j0..j1];
-                for (j, &v) in (j0..j1).zip(row) {
-                    dst[j * rows + i] = v;
+            for i0 in (0..rows).step_by(TILE) {
+                let i1 = (i0 + TILE).min(rows);
+                for i in i0..i1 {
+                    let row = &src[i * cols..][j0..j1];
+                    for (j, &v) in (0..j1 - j0).zip(row) {
+                        out[j * rows + i] = v;
+                    }
                 }
             }
-        }
-    }
+        });
 }
 
 #[cfg(test)]

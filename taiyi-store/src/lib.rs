@@ -27,15 +27,18 @@
 //! ```
 
 mod apply;
+mod buffer;
 mod cast;
 mod error;
 mod formats;
 mod layout;
+mod readahead;
 mod safetensors;
 mod torch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::tensor::{DType, TensorData};
 use burn_store::TensorSnapshot;
@@ -43,8 +46,33 @@ use burn_store::TensorSnapshot;
 pub use error::StoreError;
 use formats::Format;
 pub use formats::find_in_dir;
+use readahead::{Extent, Extents};
 pub use safetensors::SafetensorsError;
 pub use torch::{PickleError, TorchError};
+
+/// What a format reader found: the lazily read tensors by key, and where those stored as one
+/// contiguous byte range lie (for the read-ahead of a load).
+#[derive(Default)]
+pub(crate) struct Tensors {
+    snapshots: BTreeMap<String, TensorSnapshot>,
+    extents: Extents,
+}
+
+impl Tensors {
+    /// Add a tensor, with its byte range when it has one.
+    pub(crate) fn insert(&mut self, key: String, snap: TensorSnapshot, extent: Option<Extent>) {
+        if let (Some(id), Some(e)) = (snap.tensor_id, extent) {
+            self.extents.insert(id, e);
+        }
+        self.snapshots.insert(key, snap);
+    }
+
+    /// Add every tensor of `other` (a later key replaces an earlier one).
+    pub(crate) fn extend(&mut self, other: Tensors) {
+        self.snapshots.extend(other.snapshots);
+        self.extents.extend(other.extents);
+    }
+}
 
 /// How a checkpoint's keys map onto a module.
 ///
@@ -71,6 +99,8 @@ pub struct LoadSpec<'a> {
 pub struct Checkpoint {
     source: PathBuf,
     tensors: BTreeMap<String, TensorSnapshot>,
+    /// Byte ranges of the file-backed tensors, by snapshot id (shared by split checkpoints).
+    extents: Arc<Extents>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -107,15 +137,16 @@ impl Checkpoint {
                 ),
             });
         }
-        let tensors = Format::from_path(path)?.read(path)?;
-        if tensors.is_empty() {
+        let read = Format::from_path(path)?.read(path)?;
+        if read.snapshots.is_empty() {
             return Err(StoreError::Empty {
                 path: path.to_path_buf(),
             });
         }
         let mut ckpt = Self {
             source: path.to_path_buf(),
-            tensors,
+            tensors: read.snapshots,
+            extents: Arc::new(read.extents),
         };
         for w in WRAPPERS {
             ckpt.strip_prefix_if_all(w);
@@ -132,6 +163,7 @@ impl Checkpoint {
         Self {
             source: source.into(),
             tensors: snapshots.into_iter().map(|s| (s.full_path(), s)).collect(),
+            extents: Arc::default(),
         }
     }
 
@@ -205,6 +237,7 @@ impl Checkpoint {
         Checkpoint {
             source: self.source.clone(),
             tensors: out,
+            extents: Arc::clone(&self.extents),
         }
     }
 

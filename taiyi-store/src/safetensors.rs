@@ -12,14 +12,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
-use burn::tensor::{BoolStore, DType, TensorData};
+use burn::tensor::{BoolStore, DType};
 use burn_store::TensorSnapshot;
 
-use crate::read_failed;
+use crate::buffer::{ElemBuf, read_at};
+use crate::readahead::Extent;
+use crate::{Tensors, read_failed};
 
 /// Largest header accepted (the `safetensors` library's own limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -96,7 +98,7 @@ struct Located {
 }
 
 /// Read the header of a safetensors file and return its tensors, lazily read.
-pub(crate) fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, SafetensorsError> {
+pub(crate) fn read(path: &Path) -> Result<Tensors, SafetensorsError> {
     let mut file = File::open(path).map_err(SafetensorsError::Io)?;
     let available = file.metadata().map_err(SafetensorsError::Io)?.len();
     let mut prefix = [0u8; 8];
@@ -122,15 +124,18 @@ pub(crate) fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, Safe
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(SafetensorsError::Io)?;
     let tensors = parse_header(&header, available - data_start)?;
-    let path = Rc::new(path.to_path_buf());
-    Ok(tensors
-        .into_iter()
-        .map(|(key, mut t)| {
-            t.start += data_start;
-            let snap = snapshot(&path, &key, t);
-            (key, snap)
-        })
-        .collect())
+    let path = Arc::new(path.to_path_buf());
+    let mut out = Tensors::default();
+    for (key, mut t) in tensors {
+        t.start += data_start;
+        let extent = Extent {
+            file: Arc::clone(&path),
+            start: t.start,
+            len: t.len as u64,
+        };
+        out.insert(key.clone(), snapshot(&path, &key, t), Some(extent));
+    }
+    Ok(out)
 }
 
 /// Parse and check the header JSON against a data section of `data_len` bytes.
@@ -217,15 +222,14 @@ fn check_tiling(
     Ok(())
 }
 
-fn snapshot(path: &Rc<PathBuf>, key: &str, t: Located) -> TensorSnapshot {
+fn snapshot(path: &Arc<PathBuf>, key: &str, t: Located) -> TensorSnapshot {
     let (dtype, shape) = (t.dtype, t.shape.clone());
-    let path = Rc::clone(path);
+    let path = Arc::clone(path);
     crate::lazy_snapshot(key, dtype, shape, move || {
-        let mut bytes = vec![0u8; t.len];
-        let mut file = File::open(path.as_path()).map_err(read_failed)?;
-        file.seek(SeekFrom::Start(t.start)).map_err(read_failed)?;
-        file.read_exact(&mut bytes).map_err(read_failed)?;
-        Ok(TensorData::from_bytes_vec(bytes, t.shape.clone(), t.dtype))
+        let mut buf = ElemBuf::zeroed(t.len, t.dtype.size());
+        let file = File::open(path.as_path()).map_err(read_failed)?;
+        read_at(&file, t.start, buf.bytes_mut()).map_err(read_failed)?;
+        Ok(buf.into_data(t.shape.clone(), t.dtype))
     })
 }
 

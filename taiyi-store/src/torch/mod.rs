@@ -16,12 +16,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
-use burn::tensor::TensorData;
 use burn_store::{TensorSnapshot, TensorSnapshotError};
 
+use crate::Tensors;
+use crate::buffer::{ElemBuf, read_at};
 use crate::read_failed as io_err;
+use crate::readahead::Extent;
 
 pub use pickle::PickleError;
 use view::TensorRef;
@@ -122,7 +124,7 @@ enum Loc {
 }
 
 /// Read every tensor of a PyTorch checkpoint, lazily.
-pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, TorchError> {
+pub(crate) fn read(path: &Path) -> Result<Tensors, TorchError> {
     let mut file = File::open(path).map_err(TorchError::Io)?;
     let mut magic = [0u8; 4];
     let n = file.read(&mut magic).map_err(TorchError::Io)?;
@@ -132,15 +134,27 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, TorchError>
     } else {
         legacy::read(file)?
     };
-    let path = Rc::new(path.to_path_buf());
-    Ok(tensors
-        .into_iter()
-        .filter_map(|(key, t)| {
-            let loc = locs.get(&t.storage.key)?.clone();
-            let snap = snapshot(&path, &key, t, loc, big_endian);
-            Some((key, snap))
-        })
-        .collect())
+    let path = Arc::new(path.to_path_buf());
+    let mut out = Tensors::default();
+    for (key, t) in tensors {
+        let Some(loc) = locs.get(&t.storage.key).cloned() else {
+            continue;
+        };
+        let extent = match (&loc, byte_range(&t)) {
+            (Loc::At(start), Ok(Some((first, len)))) => Some(Extent {
+                file: Arc::clone(&path),
+                start: start + first,
+                len: len as u64,
+            }),
+            _ => None,
+        };
+        out.insert(
+            key.clone(),
+            snapshot(&path, &key, t, loc, big_endian),
+            extent,
+        );
+    }
+    Ok(out)
 }
 
 type Parsed = (Vec<(String, TensorRef)>, BTreeMap<String, Loc>, bool);
@@ -214,27 +228,33 @@ fn read_zip(file: File) -> Result<Parsed, TorchError> {
     Ok((tensors, locs, big_endian))
 }
 
-/// Read the bytes of `t`'s view (from its first element, `extent` elements).
-fn read_view(path: &Path, t: &TensorRef, loc: &Loc) -> Result<Vec<u8>, TensorSnapshotError> {
+/// The bytes `t`'s view spans in its record: offset of its first element and length (`None`
+/// for an empty view).
+fn byte_range(t: &TensorRef) -> Result<Option<(u64, usize)>, TensorSnapshotError> {
     let es = t.storage.dtype.size() as u64;
     let overflow = || io_err("view extent overflows");
     let extent = t.extent().ok_or_else(overflow)?;
     if extent == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     // Bounded by the record's size (checked when the file was opened).
     let first = (t.storage.base.checked_add(t.offset))
         .and_then(|f| f.checked_mul(es))
         .ok_or_else(overflow)?;
     let len = extent.checked_mul(es).ok_or_else(overflow)?;
-    let len = usize::try_from(len).map_err(io_err)?;
-    let mut buf = vec![0u8; len];
-    let mut file = File::open(path).map_err(io_err)?;
+    Ok(Some((first, usize::try_from(len).map_err(io_err)?)))
+}
+
+/// Read the bytes of `t`'s view (from its first element, `extent` elements).
+fn read_view(path: &Path, t: &TensorRef, loc: &Loc) -> Result<ElemBuf, TensorSnapshotError> {
+    let es = t.storage.dtype.size();
+    let Some((first, len)) = byte_range(t)? else {
+        return Ok(ElemBuf::zeroed(0, es));
+    };
+    let mut buf = ElemBuf::zeroed(len, es);
+    let file = File::open(path).map_err(io_err)?;
     match loc {
-        Loc::At(start) => {
-            file.seek(SeekFrom::Start(start + first)).map_err(io_err)?;
-            file.read_exact(&mut buf).map_err(io_err)?;
-        }
+        Loc::At(start) => read_at(&file, start + first, buf.bytes_mut()).map_err(io_err)?,
         Loc::Zipped(record) => {
             let mut zip = zip::ZipArchive::new(file).map_err(io_err)?;
             let entry = zip.by_name(record).map_err(io_err)?;
@@ -247,31 +267,30 @@ fn read_view(path: &Path, t: &TensorRef, loc: &Loc) -> Result<Vec<u8>, TensorSna
                 .ok()
                 .and_then(|f| all.get(f..f + len))
                 .ok_or_else(|| io_err(format!("record {record} is shorter than declared")))?;
-            buf.copy_from_slice(src);
+            buf.bytes_mut().copy_from_slice(src);
         }
     }
     Ok(buf)
 }
 
-fn snapshot(path: &Rc<PathBuf>, key: &str, t: TensorRef, loc: Loc, big: bool) -> TensorSnapshot {
+fn snapshot(path: &Arc<PathBuf>, key: &str, t: TensorRef, loc: Loc, big: bool) -> TensorSnapshot {
     let (dtype, shape) = (t.storage.dtype, t.shape.clone());
-    let path = Rc::clone(path);
+    let path = Arc::clone(path);
     crate::lazy_snapshot(key, dtype, shape, move || {
         let es = t.storage.dtype.size();
-        let raw = read_view(&path, &t, &loc)?;
-        let mut bytes = if t.is_contiguous() {
+        let mut raw = read_view(&path, &t, &loc)?;
+        let mut buf = if t.is_contiguous() {
             raw
         } else {
-            view::gather(&raw, es, &t.shape, &t.stride)
-                .ok_or_else(|| io_err("view reaches past the bytes read"))?
+            let bytes = view::gather(raw.bytes_mut(), es, &t.shape, &t.stride)
+                .ok_or_else(|| io_err("view reaches past the bytes read"))?;
+            ElemBuf::copy_of(&bytes, es)
         };
         if big && es > 1 {
-            bytes.chunks_exact_mut(es).for_each(<[u8]>::reverse);
+            buf.bytes_mut()
+                .chunks_exact_mut(es)
+                .for_each(<[u8]>::reverse);
         }
-        Ok(TensorData::from_bytes_vec(
-            bytes,
-            t.shape.clone(),
-            t.storage.dtype,
-        ))
+        Ok(buf.into_data(t.shape.clone(), t.storage.dtype))
     })
 }
