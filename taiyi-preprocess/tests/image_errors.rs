@@ -74,11 +74,18 @@ fn corrupt_png_is_rejected() {
     let mut crc = read("rgb_640x480.png");
     crc[29] ^= 0xFF;
     let err = t.apply_bytes(&crc).expect_err("bad CRC");
-    let msg = err.to_string();
+    // The whole chain as a CLI prints it: the CRC fact once, with the chunk's name.
+    let mut msg = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        msg.push_str(&format!("\n  caused by: {c}"));
+        cause = c.source();
+    }
     assert!(
         msg.contains("IHDR") && !msg.contains("ChunkType {"),
         "{msg}"
     );
+    assert_eq!(msg.matches("CRC").count(), 1, "{msg}");
     // Garbage after a valid signature
     let mut g = b"\x89PNG\r\n\x1a\n".to_vec();
     g.extend_from_slice(&[7u8; 40]);

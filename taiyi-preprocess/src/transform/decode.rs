@@ -13,7 +13,7 @@
 
 use std::io::Cursor;
 
-use super::error::ImageError;
+use super::error::{ImageError, PngError};
 use super::indexed;
 use super::jpeg::{self, JpegDecoder};
 use super::pil::{PilImage, PilMode, Samples};
@@ -168,7 +168,7 @@ fn decode_png(bytes: &[u8], origin: &str, max_pixels: u64) -> Result<PilImage, I
 
     let png_err = |e| ImageError::Png {
         origin: origin.to_owned(),
-        source: e,
+        source: PngError(e),
     };
     let mut decoder =
         png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: usize::MAX });

@@ -8,6 +8,24 @@ use std::path::PathBuf;
 #[error("{0}")]
 pub struct LibjpegError(pub String);
 
+/// The PNG decoder's error, shown with chunk names (`IHDR`) where the decoder's own message
+/// dumps a `ChunkType { type: IHDR, critical: true, … }` debug struct. Its source is the
+/// decoder error's own source (an I/O error, say), so a printed chain says it once.
+#[derive(Debug)]
+pub struct PngError(pub png::DecodingError);
+
+impl std::fmt::Display for PngError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&png_message(&self.0))
+    }
+}
+
+impl std::error::Error for PngError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
 /// Everything that can go wrong while decoding or transforming an image.
 ///
 /// Every variant that comes from a file or buffer names it (`origin`: the path, or
@@ -24,13 +42,13 @@ pub enum ImageError {
         source: std::io::Error,
     },
     /// The PNG decoder rejected the data (corrupt, truncated, bad CRC, ...).
-    #[error("{origin}: corrupt or truncated PNG: {}", png_message(source))]
+    #[error("{origin}: corrupt or truncated PNG")]
     Png {
         /// Where the data came from.
         origin: String,
         /// The decoder's error.
         #[source]
-        source: png::DecodingError,
+        source: PngError,
     },
     /// The JPEG decoder rejected the data (corrupt, truncated, ...).
     #[error("{origin}: corrupt or truncated JPEG")]

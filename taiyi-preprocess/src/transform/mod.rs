@@ -27,7 +27,7 @@ use std::sync::Arc;
 use image::DynamicImage;
 
 pub use budget::{DECODE_MEMORY_ENV, DEFAULT_DECODE_MEMORY, DecodeBudget, DecodePermit};
-pub use error::{ImageError, LibjpegError};
+pub use error::{ImageError, LibjpegError, PngError};
 pub use input::{ImageInput, ImageSource};
 pub use jpeg::JpegDecoder;
 pub use pil::{PilImage, PilMode};
