@@ -3,7 +3,8 @@
 //!
 //! - [`AttentionKernel`] and [`sdpa`]: how `softmax(q kᵀ · scale + bias) v` is computed;
 //!   [`split_heads`], [`split_qkv`] and [`merge_heads`] move between token rows and heads.
-//! - [`linear_rows`]: a `Linear` over `[batch, tokens, in]` as one gemm.
+//! - [`linear_rows`] / [`linear`]: a `Linear` over `[batch, tokens, in]` (or `[rows, in]`) as one
+//!   gemm.
 //! - [`Activation`]: the MLP activations (exact GELU, QuickGELU).
 //!
 //! The towers keep their checkpoint-shaped modules (field names follow the checkpoint keys);
@@ -18,4 +19,4 @@ mod linear;
 
 pub use activation::Activation;
 pub use attention::{AttentionKernel, attend, merge_heads, sdpa, split_heads, split_qkv};
-pub use linear::linear_rows;
+pub use linear::{linear, linear_rows};

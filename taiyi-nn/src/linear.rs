@@ -14,13 +14,25 @@ use burn::tensor::backend::Backend;
 /// `x`: `[batch, tokens, in]` → `[batch, tokens, out]`.
 pub fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, tokens, width] = x.dims();
-    let x = x.reshape([batch * tokens, width]);
+    reshape_rows(
+        linear(layer, x.reshape([batch * tokens, width])),
+        batch,
+        tokens,
+    )
+}
+
+/// `layer` applied to the rows of `x`: on `Flex` f32 the workspace's gemm kernel (one gemm
+/// into a buffer it owns, the bias added on rayon), else burn's `Linear::forward`.
+///
+/// # Shapes
+/// `x`: `[rows, in]` → `[rows, out]`.
+pub fn linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     #[cfg(feature = "flex")]
     let x = match crate::flex::linear(layer, x) {
-        Ok(y) => return reshape_rows(y, batch, tokens),
+        Ok(y) => return y,
         Err(x) => x,
     };
-    reshape_rows(layer.forward(x), batch, tokens)
+    layer.forward(x)
 }
 
 /// `[batch * tokens, out]` back to `[batch, tokens, out]`.

@@ -9,7 +9,7 @@ use burn_store::{ApplyError, ModuleAdapter, ModuleSnapshot};
 
 use crate::cast::CastFloat;
 use crate::layout::TorchLayout;
-use crate::readahead::Readahead;
+use crate::readahead::{Extent, Readahead};
 use crate::{Checkpoint, LoadSpec, StoreError, rename};
 
 /// The element kind of a module parameter.
@@ -40,16 +40,31 @@ impl Kind {
     }
 }
 
-/// Records each parameter's path and kind without reading (or initialising) it.
+/// Records each parameter's path and kind, and the order a load visits them in, without reading
+/// (or initialising) it.
 #[derive(Default)]
 struct Kinds {
     path: Vec<String>,
     kinds: BTreeMap<String, Kind>,
+    order: BTreeMap<String, usize>,
 }
 
 impl Kinds {
     fn add(&mut self, kind: Kind) {
-        self.kinds.insert(self.path.join("."), kind);
+        let path = self.path.join(".");
+        let n = self.order.len();
+        self.order.entry(path.clone()).or_insert(n);
+        self.kinds.insert(path, kind);
+    }
+
+    /// Where the load takes the tensor at module path `key` (a norm's `weight`/`bias` being
+    /// its `gamma`/`beta`); last for keys the module lacks.
+    fn rank(&self, key: &str) -> usize {
+        self.order
+            .get(key)
+            .or_else(|| burn_alias(key).and_then(|a| self.order.get(&a)))
+            .copied()
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -139,14 +154,19 @@ impl Checkpoint {
             }
         }
         let cast = CastFloat::new(float_dtype);
-        let adapter = TorchLayout.chain(cast.clone());
-        // The disk reads what the module takes while the load works on what it has read.
-        let ahead = Readahead::start(
-            snapshots
-                .iter()
-                .filter_map(|s| self.extents.get(&s.tensor_id?).cloned())
-                .collect(),
-        );
+        // Scan and cast first, so a non-finite value's index is the stored (row-major) one.
+        let adapter = cast.clone().chain(TorchLayout);
+        // The disk reads what the module takes, in the order it takes it, while the load works
+        // on what it has read.
+        let mut ahead: Vec<(usize, Extent)> = snapshots
+            .iter()
+            .filter_map(|s| {
+                let extent = self.extents.get(&s.tensor_id?)?.clone();
+                Some((kinds.rank(&s.full_path()), extent))
+            })
+            .collect();
+        ahead.sort_by_key(|(rank, _)| *rank);
+        let ahead = Readahead::start(ahead.into_iter().map(|(_, e)| e).collect());
         let result = module.apply(snapshots, None, Some(Box::new(adapter)), false);
         drop(ahead);
         if let Some(bad) = cast.take_found() {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::{DType, TensorData};
 use burn_store::{ModuleAdapter, TensorSnapshot, TensorSnapshotError};
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 /// A non-finite value found while reading a tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +31,14 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
             .find(|(_, x)| !x.is_finite())
     }
     match data.dtype {
-        // The common case, in f32 itself (a loop the compiler vectorises).
+        // The common case, in f32 itself (a loop the compiler vectorises), chunks on rayon: a
+        // cold load first touches a mapped tensor's pages here.
         DType::F32 | DType::Flex32 => {
-            const CHUNK: usize = 4096;
+            const CHUNK: usize = 1 << 16;
             let v = data.as_slice::<f32>().ok()?;
             let chunk = v
-                .chunks(CHUNK)
-                .position(|c| !c.iter().fold(true, |ok, x| ok & x.is_finite()))?;
+                .par_chunks(CHUNK)
+                .position_first(|c| !c.iter().fold(true, |ok, x| ok & x.is_finite()))?;
             let i = chunk * CHUNK + v[chunk * CHUNK..].iter().position(|x| !x.is_finite())?;
             Some((i, f64::from(v[i])))
         }

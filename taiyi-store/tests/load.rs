@@ -141,6 +141,29 @@ fn loads_pytorch_layout_and_transposes_linear() -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A non-finite value of a `Linear` weight is reported at its index as stored (`[out, in]`
+/// row-major), not in the transposed layout the module holds.
+#[test]
+fn non_finite_linear_weight_is_reported_at_its_stored_index() -> Result<(), StoreError> {
+    let p = tmp("linear-inf.safetensors");
+    let sd: Vec<(String, Raw)> = state_dict("", false)
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            // Stored [2, 3]: index 4 is row 1, column 1 (index 3 once transposed).
+            "layer.0.dense.weight" => (k, f32s(&[2, 3], &|i| 1.0 / (i as f32 - 4.0))),
+            _ => (k, v),
+        })
+        .collect();
+    write(&p, &sd);
+    match Checkpoint::open(&p)?.load_into::<B, _>(net(), &LoadSpec::default()) {
+        Err(StoreError::NonFinite { key, index, .. }) => {
+            assert_eq!((key.as_str(), index), ("layer.0.dense.weight", 4));
+        }
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
 #[test]
 fn casts_fp16_to_the_model_dtype() -> Result<(), StoreError> {
     let p = tmp("half.safetensors");

@@ -161,7 +161,7 @@ impl<B: Backend> BertPooler<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let [b, _, h] = hidden.dims();
         let cls = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
-        self.dense.forward(cls).tanh()
+        taiyi_nn::linear(&self.dense, cls).tanh()
     }
 }
 
