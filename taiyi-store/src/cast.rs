@@ -32,7 +32,7 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
     }
     match data.dtype {
         // The common case, in f32 itself (a loop the compiler vectorises), chunks on rayon: a
-        // cold load first touches a mapped tensor's pages here.
+        // load scans every weight once.
         DType::F32 | DType::Flex32 => {
             const CHUNK: usize = 1 << 16;
             let v = data.as_slice::<f32>().ok()?;

@@ -84,13 +84,9 @@ pub(crate) fn merge(extents: Vec<Extent>) -> Vec<Extent> {
             && e.start <= last.start + last.len + MERGE_GAP
             && last.start <= e.start + e.len + MERGE_GAP
         {
-            let start = last.start.min(e.start);
             let end = (last.start + last.len).max(e.start + e.len);
-            *last = Extent {
-                file: Arc::clone(&e.file),
-                start,
-                len: end - start,
-            };
+            last.start = last.start.min(e.start);
+            last.len = end - last.start;
             continue;
         }
         out.push(e);
