@@ -3,7 +3,7 @@
 # transformers, Pillow). CI never runs this; tests read the committed outputs.
 #
 #   scripts/make_fixtures.sh            # all parts
-#   scripts/make_fixtures.sh tokenizer  # one part: tokenizer | image | jpeg | text | vision | clip | store | torch_f16
+#   scripts/make_fixtures.sh tokenizer  # one part: tokenizer | image | jpeg | text | vision | clip | store | torch_f16 | nn
 #
 # The venv lives in $TAIYI_VENV (default: .venv at the repository root) and is created
 # from scripts/requirements-fixtures.txt on first use.
@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -r "$repo/scripts/requirements-fixtures.txt"
 fi
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(tokenizer image jpeg text vision clip store torch_f16)
+[ ${#parts[@]} -gt 0 ] || parts=(tokenizer image jpeg text vision clip store torch_f16 nn)
 cd "$repo"
 for p in "${parts[@]}"; do
   echo "== fixtures: $p"

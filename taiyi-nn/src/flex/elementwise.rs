@@ -2,7 +2,6 @@
 
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
-use burn_flex::ops::unary::erf_f32;
 use rayon::prelude::*;
 
 /// Elements per rayon task: large enough that scheduling costs nothing next to the arithmetic.
@@ -19,17 +18,13 @@ fn owned(x: FlexTensor) -> FlexTensor {
     }
 }
 
-/// `0.5 · x · (1 + erf(x / √2))`, PyTorch's exact GELU, element by element on rayon.
+/// `0.5 · x · (1 + erf(x / √2))`, PyTorch's exact GELU ([`super::gelu`]), in chunks on rayon.
 pub(crate) fn gelu(x: FlexTensor) -> FlexTensor {
     let mut x = owned(x);
     let n = x.layout().num_elements();
     x.storage_mut::<f32>()[..n]
         .par_chunks_mut(CHUNK)
-        .for_each(|chunk| {
-            for v in chunk {
-                *v = 0.5 * *v * (1.0 + erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        });
+        .for_each(super::gelu::apply);
     x
 }
 

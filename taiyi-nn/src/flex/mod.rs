@@ -12,6 +12,7 @@
 
 mod attention;
 mod elementwise;
+mod gelu;
 mod gemm;
 mod linear;
 

@@ -97,6 +97,28 @@ fn gelu_matches_burn_in_place_and_on_views() {
     close(super::gelu(x).expect("kernel"), want, 1e-6);
 }
 
+/// Against PyTorch's own CPU kernel (`fixtures/nn`, `scripts/fixtures/nn.py`): within the
+/// error PyTorch itself has there (the fixture's `gelu.torch_error`, 9.4e-7 from the exact
+/// formula with torch 2.15) plus this kernel's (≤ 4e-7, `gelu.rs` tests).
+#[test]
+fn gelu_matches_pytorch() {
+    let expected = taiyi_testkit::expected("nn");
+    let input = &expected["gelu.input"];
+    let torch_error = expected["gelu.torch_error"].f32[0];
+    assert!(
+        torch_error < 2e-6,
+        "PyTorch's GELU is {torch_error:e} off the exact formula"
+    );
+    let x = Tensor::<B, 1>::from_floats(input.f32.as_slice(), &Default::default());
+    let got = super::gelu(x).expect("kernel");
+    taiyi_testkit::assert_close(
+        "gelu vs PyTorch",
+        got,
+        &expected["gelu.output"],
+        Tolerance::absolute(torch_error + 4e-7),
+    );
+}
+
 #[test]
 fn linear_matches_burn() {
     let device = Default::default();
