@@ -49,9 +49,9 @@ pub(crate) fn gelu(x: f32) -> f32 {
         + zz * (-3.250_421e-1
             + zz * (-2.848_175e-2 + zz * (-5.770_270_3e-3 + zz * -2.376_301_7e-5)));
     let q = 1.0
-        + zz * (3.979_172_2e-1
+        + zz * (3.979_172e-1
             + zz * (6.502_225e-2
-                + zz * (5.081_306_2e-3 + zz * (1.324_947_4e-4 + zz * -3.960_228_2e-6))));
+                + zz * (5.081_306e-3 + zz * (1.324_947_4e-4 + zz * -3.960_228_2e-6))));
     let near = 1.0 + (z + z * (p / q));
     // Otherwise erfc(|z|) = t · exp(−z² + R(t)), t = 1 / (1 + |z| / 2) (Numerical Recipes).
     let t = 1.0 / (0.5 * z.abs() + 1.0);
@@ -61,7 +61,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_9
+                            + t * (-1.135_204
                                 + t * (1.488_515_9 + t * (-0.822_152_2 + t * 0.170_872_77))))))));
     let erfc = t * exp_nonpositive(r - zz);
     let far = if x > 0.0 { 2.0 - erfc } else { erfc };
@@ -87,7 +87,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let e = p * r * r + r + 1.0;
     // 2ⁿ from its exponent bits (n ∈ [−126, 0], so the biased exponent is ≥ 1).
     e * f32::from_bits(n_bits.wrapping_add(127) << 23)
