@@ -220,6 +220,7 @@ fn shape_buckets_change_no_result() {
             text_batch_size: text_batch,
             image_batch_size: 4,
             buckets,
+            ..ClipOptions::default()
         };
         ClipModel::<B>::load(&paths, &options, &Default::default()).expect("load")
     };
@@ -269,6 +270,7 @@ fn warm_up_runs_every_bucket() {
         text_batch_size: 4,
         image_batch_size: 4,
         buckets: ShapeBuckets::GPU,
+        ..ClipOptions::default()
     };
     let model = ClipModel::<B>::load(&paths, &options, &Default::default()).expect("load");
     let report = model.warm_up(40).expect("warm-up");

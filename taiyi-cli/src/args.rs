@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
-    ClipModel, ClipOptions, DeviceSpec, ImageEncoder, ModelPaths, ShapeBuckets, TextEncoder,
-    TextMode,
+    ClipModel, ClipOptions, DeviceSpec, ImageEncoder, ModelPaths, Precision, ShapeBuckets,
+    TextEncoder, TextMode,
 };
 
 use crate::error::CliError;
@@ -78,6 +78,7 @@ pub(crate) struct VisionModelArgs {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RunOptions {
     pub(crate) device: DeviceSpec,
+    pub(crate) precision: Precision,
     pub(crate) warm_up: bool,
     pub(crate) no_buckets: bool,
 }
@@ -92,7 +93,7 @@ impl RunOptions {
         text_batch: Option<usize>,
         image_batch: Option<usize>,
     ) -> ClipOptions {
-        let defaults = ClipOptions::for_device(self.device);
+        let defaults = ClipOptions::for_run(self.device, self.precision);
         ClipOptions {
             text_batch_size: text_batch.unwrap_or(defaults.text_batch_size),
             image_batch_size: image_batch.unwrap_or(defaults.image_batch_size),
@@ -137,7 +138,7 @@ pub(crate) fn text_encoder<B: Backend>(
 ) -> Result<TextEncoder<B>, CliError> {
     let dir = hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?;
     let options = a.run.options(a.text_batch_size, None);
-    let enc = TextEncoder::from_dir(&dir, device)?
+    let enc = TextEncoder::from_dir_as(&dir, device, options.weights)?
         .with_mode(a.mode)
         .with_batch_size(options.text_batch_size)
         .with_buckets(options.buckets);
@@ -154,9 +155,9 @@ pub(crate) fn image_encoder<B: Backend>(
 ) -> Result<(ImageEncoder<B>, Option<f32>, PathBuf), CliError> {
     let file = hub::resolve_vision_file(a.vision_model.as_deref(), &HubOptions::from_env())?;
     let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
-    let enc = ImageEncoder::from_file(&file, &config, device)?;
-    let scale = enc.logit_scale();
     let options = a.run.options(None, a.image_batch_size);
+    let enc = ImageEncoder::from_file_as(&file, &config, device, options.weights)?;
+    let scale = enc.logit_scale();
     let enc = enc
         .with_batch_size(options.image_batch_size)
         .with_buckets(options.buckets);

@@ -29,7 +29,8 @@ struct Cli {
     /// Device: cpu, wgpu, wgpu:N, cuda or cuda:N (GPU backends must be compiled in).
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
-    /// Precision of the towers: f32, f16 or bf16 (GPU backends only for f16/bf16).
+    /// Precision of the towers: f32, f16 or bf16 (f16: GPU backends; bf16 on the CPU: the
+    /// linear weights in bf16, multiplied with f32 accumulation by the CPU's bf16 kernel).
     #[arg(long, global = true, default_value = "f32")]
     precision: String,
     /// Before the work, run the towers on every shape bucket (texts up to 64 tokens) so that
@@ -108,6 +109,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let precision: Precision = cli.precision.parse()?;
     let opts = RunOptions {
         device,
+        precision,
         warm_up: cli.warm_up,
         no_buckets: cli.no_buckets,
     };
@@ -118,7 +120,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::ZeroShot(a) => a.clip.set_run(opts),
         Command::Logits(a) => a.clip.set_run(opts),
         Command::Search(a) => a.text.run = opts,
-        Command::Tokenize(_) | Command::Preprocess(_) | Command::Bench(_) | Command::Serve(_) => {}
+        Command::Bench(a) => a.weights = device.dense_format(precision),
+        Command::Tokenize(_) | Command::Preprocess(_) | Command::Serve(_) => {}
     }
     match command {
         Command::Tokenize(a) => tokenize::run(a),

@@ -74,12 +74,14 @@ impl FromStr for DeviceSpec {
 /// Floating-point precision of weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// 32-bit floats (the reference precision; the only one on CPU backends).
+    /// 32-bit floats (the reference precision).
     #[default]
     F32,
     /// IEEE half precision (GPU backends).
     F16,
-    /// bfloat16 (GPU backends).
+    /// bfloat16: on GPUs the backend's float type; on the CPU (flex) the linear weights held
+    /// in bf16 and multiplied by bf16 kernels with f32 accumulation, everything else in f32
+    /// ([`DeviceSpec::dense_format`]).
     Bf16,
 }
 
@@ -127,6 +129,15 @@ pub type CpuBackend = burn::backend::Flex;
 pub type CpuBackend = burn::backend::NdArray;
 
 impl DeviceSpec {
+    /// How the towers hold their linear weights at `precision` on this device: prepacked bf16
+    /// on the CPU at [`Precision::Bf16`] (the backend stays f32), else the backend's float type.
+    pub fn dense_format(self, precision: Precision) -> taiyi_nn::DenseFormat {
+        match (self, precision) {
+            (DeviceSpec::Cpu, Precision::Bf16) => taiyi_nn::DenseFormat::PackedBf16,
+            _ => taiyi_nn::DenseFormat::Float,
+        }
+    }
+
     /// Run `task` on this device with `precision`, choosing the burn backend type at run time.
     ///
     /// Errors when the backend was not compiled in, when the precision is not offered by it,
@@ -148,6 +159,14 @@ impl DeviceSpec {
         match (self, precision) {
             #[cfg(any(feature = "flex", feature = "ndarray"))]
             (DeviceSpec::Cpu, Precision::F32) => task.run::<CpuBackend>(Default::default()),
+            // The backend stays f32: the task loads its towers with `dense_format`, which
+            // reads the linear weights as bf16 and prepacks them for the bf16 kernels.
+            #[cfg(feature = "flex")]
+            (DeviceSpec::Cpu, Precision::Bf16) => {
+                taiyi_nn::CpuKernel::selected()
+                    .map_err(|e| self.unavailable(precision, &crate::error_chain(&e).join(": ")))?;
+                task.run::<CpuBackend>(Default::default())
+            }
             #[cfg(feature = "wgpu")]
             (DeviceSpec::Wgpu(index), Precision::F32) => {
                 self.open::<Wgpu<f32>, T>(precision, wgpu_device(index), task)
@@ -176,8 +195,12 @@ impl DeviceSpec {
     /// has no arm for.
     fn why_unavailable(self) -> &'static str {
         match self {
-            DeviceSpec::Cpu if cfg!(any(feature = "flex", feature = "ndarray")) => {
-                "the CPU backends run in f32 only; use --precision f32"
+            DeviceSpec::Cpu if cfg!(feature = "flex") => {
+                "the CPU backend runs f32 or bf16; use --precision f32 or bf16"
+            }
+            DeviceSpec::Cpu if cfg!(feature = "ndarray") => {
+                "the ndarray CPU backend runs in f32 only (bf16 needs the `flex` feature); use \
+                 --precision f32"
             }
             DeviceSpec::Cpu => {
                 "no CPU backend compiled in (enable the `flex` or `ndarray` feature of taiyi-core)"
@@ -256,6 +279,21 @@ mod tests {
     fn runs_a_task_on_the_cpu() -> Result<(), ClipError> {
         assert_eq!(DeviceSpec::Cpu.run(Precision::F32, Sum)?, 3.5);
         assert!(DeviceSpec::Cpu.run(Precision::F16, Sum).is_err());
+        // bf16 on the CPU: the f32 backend, the linear weights prepacked by the loaders.
+        #[cfg(feature = "flex")]
+        assert_eq!(DeviceSpec::Cpu.run(Precision::Bf16, Sum)?, 3.5);
+        assert_eq!(
+            DeviceSpec::Cpu.dense_format(Precision::Bf16),
+            taiyi_nn::DenseFormat::PackedBf16
+        );
+        assert_eq!(
+            DeviceSpec::Cpu.dense_format(Precision::F32),
+            taiyi_nn::DenseFormat::Float
+        );
+        assert_eq!(
+            DeviceSpec::Cuda(0).dense_format(Precision::Bf16),
+            taiyi_nn::DenseFormat::Float
+        );
         Ok(())
     }
 

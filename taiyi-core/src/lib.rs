@@ -65,6 +65,7 @@ pub use zeroshot::{
     ZeroShotClassifier, expand_templates,
 };
 
+pub use taiyi_nn::{CpuKernel, DenseFormat};
 pub use taiyi_preprocess::tokenizer::BertTokenizer;
 pub use taiyi_preprocess::transform::ImageTransform;
 pub use taiyi_text::TextMode;

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use ndarray::Array2;
-use taiyi_text::TextMode;
+use taiyi_text::{DenseFormat, TextMode};
 use taiyi_vision::VisionConfig;
 
 use crate::encoders::{EncodeOptions, ImageEncoder, ImageSource, TextEncoder};
@@ -26,6 +26,9 @@ pub struct ClipOptions {
     pub image_batch_size: usize,
     /// Shape buckets for both towers (see [`ShapeBuckets`]).
     pub buckets: ShapeBuckets,
+    /// How the towers hold their linear weights ([`DeviceSpec::dense_format`]: prepacked bf16
+    /// for `--precision bf16` on the CPU).
+    pub weights: DenseFormat,
 }
 
 impl Default for ClipOptions {
@@ -37,11 +40,21 @@ impl Default for ClipOptions {
             text_batch_size: crate::encoders::DEFAULT_TEXT_BATCH,
             image_batch_size: crate::encoders::DEFAULT_IMAGE_BATCH,
             buckets: ShapeBuckets::NONE,
+            weights: DenseFormat::Float,
         }
     }
 }
 
 impl ClipOptions {
+    /// [`ClipOptions::for_device`] with the weights `precision` asks for on `device`
+    /// ([`DeviceSpec::dense_format`]).
+    pub fn for_run(device: DeviceSpec, precision: crate::Precision) -> Self {
+        Self {
+            weights: device.dense_format(precision),
+            ..Self::for_device(device)
+        }
+    }
+
     /// Defaults sized for `device`: on GPUs 128 texts / 64 images per pass and
     /// [`ShapeBuckets::GPU`]; on the CPU [`ClipOptions::default`].
     pub fn for_device(device: DeviceSpec) -> Self {
@@ -151,11 +164,16 @@ impl<B: Backend> ClipModel<B> {
         options: &ClipOptions,
         device: &B::Device,
     ) -> Result<Self, ClipError> {
-        let text = TextEncoder::from_dir(&paths.text_dir, device)?
+        let text = TextEncoder::from_dir_as(&paths.text_dir, device, options.weights)?
             .with_mode(options.text_mode)
             .with_batch_size(options.text_batch_size)
             .with_buckets(options.buckets);
-        let image = ImageEncoder::from_file(&paths.vision_file, &options.vision, device)?;
+        let image = ImageEncoder::from_file_as(
+            &paths.vision_file,
+            &options.vision,
+            device,
+            options.weights,
+        )?;
         Ok(Self {
             text,
             logit_scale: image.logit_scale(),

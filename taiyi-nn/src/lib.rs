@@ -3,8 +3,9 @@
 //!
 //! - [`AttentionKernel`] and [`sdpa`]: how `softmax(q kᵀ · scale + bias) v` is computed;
 //!   [`split_heads`], [`split_qkv`] and [`merge_heads`] move between token rows and heads.
-//! - [`linear_rows`] / [`linear`]: a `Linear` over `[batch, tokens, in]` (or `[rows, in]`) as one
-//!   gemm.
+//! - [`Dense`]: the linear layer (burn `Linear`'s parameters), f32 or with its weight prepacked
+//!   in bf16 for the CPU kernels ([`bf16`]: the layout and the kernel chosen by CPU features);
+//!   [`linear_rows`] applies it over `[batch, tokens, in]` as one gemm.
 //! - [`Activation`]: the MLP activations (exact GELU, QuickGELU).
 //!
 //! The towers keep their checkpoint-shaped modules (field names follow the checkpoint keys);
@@ -13,10 +14,14 @@
 
 mod activation;
 mod attention;
+pub mod bf16;
+mod dense;
 #[cfg(feature = "flex")]
 mod flex;
 mod linear;
 
 pub use activation::Activation;
 pub use attention::{AttentionKernel, attend, merge_heads, sdpa, split_heads, split_qkv};
-pub use linear::{linear, linear_rows};
+pub use bf16::{CpuKernel, KernelError};
+pub use dense::{Dense, DenseConfig, DenseFormat};
+pub use linear::linear_rows;

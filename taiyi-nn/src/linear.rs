@@ -1,8 +1,9 @@
-//! A `Linear` layer over token rows as one gemm.
+//! A [`Dense`] layer over token rows as one gemm.
 
-use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+
+use crate::Dense;
 
 /// `layer` applied to every token row of `x` as ONE `[batch * tokens, in] × [in, out]` gemm.
 ///
@@ -12,27 +13,13 @@ use burn::tensor::backend::Backend;
 ///
 /// # Shapes
 /// `x`: `[batch, tokens, in]` → `[batch, tokens, out]`.
-pub fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn linear_rows<B: Backend>(layer: &Dense<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, tokens, width] = x.dims();
     reshape_rows(
-        linear(layer, x.reshape([batch * tokens, width])),
+        layer.forward(x.reshape([batch * tokens, width])),
         batch,
         tokens,
     )
-}
-
-/// `layer` applied to the rows of `x`: on `Flex` f32 the workspace's gemm kernel (one gemm
-/// into a buffer it owns, the bias added on rayon), else burn's `Linear::forward`.
-///
-/// # Shapes
-/// `x`: `[rows, in]` → `[rows, out]`.
-pub fn linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
-    #[cfg(feature = "flex")]
-    let x = match crate::flex::linear(layer, x) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
-    layer.forward(x)
 }
 
 /// `[batch * tokens, out]` back to `[batch, tokens, out]`.
@@ -43,9 +30,9 @@ fn reshape_rows<B: Backend>(y: Tensor<B, 2>, batch: usize, tokens: usize) -> Ten
 
 #[cfg(test)]
 mod tests {
+    use crate::DenseConfig;
     use burn::backend::Flex;
     use burn::module::Param;
-    use burn::nn::LinearConfig;
     use burn::tensor::{Tensor, Tolerance};
 
     use super::linear_rows;
@@ -53,7 +40,7 @@ mod tests {
     #[test]
     fn applies_the_layer_to_every_row() {
         let device = Default::default();
-        let mut layer = LinearConfig::new(2, 3).init::<Flex>(&device);
+        let mut layer = DenseConfig::new(2, 3).init::<Flex>(&device);
         // weight [in, out] (burn layout), bias [out].
         layer.weight = Param::from_tensor(Tensor::from_floats(
             [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]],

@@ -101,7 +101,7 @@ impl<B: Backend> Towers<B> {
         }
         let dir =
             hub::resolve_text_dir(self.settings.text_model.as_deref(), &HubOptions::from_env())?;
-        let enc = TextEncoder::from_dir(&dir, &self.device)?
+        let enc = TextEncoder::from_dir_as(&dir, &self.device, self.options.weights)?
             .with_mode(self.options.text_mode)
             .with_batch_size(self.options.text_batch_size)
             .with_buckets(self.options.buckets);
@@ -119,7 +119,12 @@ impl<B: Backend> Towers<B> {
             self.settings.vision_model.as_deref(),
             &HubOptions::from_env(),
         )?;
-        let encoder = ImageEncoder::from_file(&file, &self.options.vision, &self.device)?;
+        let encoder = ImageEncoder::from_file_as(
+            &file,
+            &self.options.vision,
+            &self.device,
+            self.options.weights,
+        )?;
         let logit_scale = encoder.logit_scale();
         let image = Arc::new(Image {
             encoder: encoder
@@ -240,6 +245,7 @@ pub fn open(
         } else {
             defaults.buckets
         },
+        weights: device.dense_format(precision),
     };
     device.run(precision, Open { settings, options })
 }

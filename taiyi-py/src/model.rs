@@ -274,6 +274,14 @@ impl ClipModel {
     }
 
     /// `card`, `fixed77` or `masked`.
+    /// The CPU's bf16 matmul kernel (`"avx512bf16"`, `"f32"`) when the linear weights are
+    /// held in bf16 on the CPU (`precision="bf16"`, `device="cpu"`), else `None`.
+    #[getter]
+    fn cpu_kernel(&self) -> Option<&'static str> {
+        (self.device.dense_format(self.precision) == taiyi_core::DenseFormat::PackedBf16)
+            .then(|| taiyi_core::CpuKernel::selected().map_or("none", taiyi_core::CpuKernel::name))
+    }
+
     #[getter]
     fn text_mode(&self) -> &'static str {
         self.text_mode.name()

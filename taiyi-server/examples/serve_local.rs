@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vision_arch: arch_name,
             device: "cpu".into(),
             precision: "f32".into(),
+            cpu_kernel: None,
         },
         ..ServerConfig::default()
     };

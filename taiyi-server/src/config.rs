@@ -85,6 +85,9 @@ pub struct ModelInfo {
     pub device: String,
     /// The precision (`f32`, `f16`, `bf16`).
     pub precision: String,
+    /// The CPU's bf16 matmul kernel (`avx512bf16`, `f32`) when the linear weights are held
+    /// in bf16 on the CPU, else `None`.
+    pub cpu_kernel: Option<String>,
 }
 
 /// The model name the server reports by default.

@@ -342,6 +342,7 @@ pub(crate) async fn info(State(app): App) -> Response {
         "vision_arch": c.model_info.vision_arch,
         "device": c.model_info.device,
         "precision": c.model_info.precision,
+        "cpu_kernel": c.model_info.cpu_kernel,
         "ready": facts.is_some(),
         "text_mode": facts.map(|f| f.text_mode.name()),
         "batch_invariant": facts.map(|f| f.text_mode != TextMode::ModelCard),

@@ -108,9 +108,22 @@ impl Checkpoint {
     /// `DType::F16` or `DType::BF16` on GPU backends that hold them).
     pub fn load_into_with_dtype<B: Backend, M: Module<B>>(
         self,
+        module: M,
+        spec: &LoadSpec<'_>,
+        float_dtype: DType,
+    ) -> Result<M, StoreError> {
+        self.load_into_with_dtypes(module, spec, float_dtype, float_dtype)
+    }
+
+    /// [`Checkpoint::load_into_with_dtype`], with the weights of `Linear` / `taiyi_nn::Dense`
+    /// layers in `linear_dtype` (e.g. `DType::BF16` for layers that are then prepacked for the
+    /// CPU's bf16 kernels: the model never holds them in f32).
+    pub fn load_into_with_dtypes<B: Backend, M: Module<B>>(
+        self,
         mut module: M,
         spec: &LoadSpec<'_>,
         float_dtype: DType,
+        linear_dtype: DType,
     ) -> Result<M, StoreError> {
         let ignore = compile(spec.ignore.iter().map(|p| (*p, "")))?;
         let remap = compile(spec.remap.iter().copied())?;
@@ -153,7 +166,7 @@ impl Checkpoint {
                 });
             }
         }
-        let cast = CastFloat::new(float_dtype);
+        let cast = CastFloat::new(float_dtype, linear_dtype);
         // Scan and cast first, so a non-finite value's index is the stored (row-major) one.
         let adapter = cast.clone().chain(TorchLayout);
         // The disk reads what the module takes, in the order it takes it, while the load works

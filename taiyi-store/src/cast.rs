@@ -49,19 +49,23 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
     }
 }
 
-/// Casts floating-point tensors to one dtype while they are read, and checks them.
+/// Casts floating-point tensors to one dtype (the weights of linear layers to another, when
+/// asked) while they are read, and checks them.
 #[derive(Debug, Clone)]
 pub(crate) struct CastFloat {
     /// Target dtype.
     pub target: DType,
+    /// Target dtype of `Linear` / `Dense` weights.
+    pub linear: DType,
     /// The first non-finite tensor met (the reader's error only carries a string).
     pub found: Arc<Mutex<Option<NonFinite>>>,
 }
 
 impl CastFloat {
-    pub(crate) fn new(target: DType) -> Self {
+    pub(crate) fn new(target: DType, linear: DType) -> Self {
         Self {
             target,
+            linear,
             found: Arc::default(),
         }
     }
@@ -74,7 +78,11 @@ impl CastFloat {
 
 impl ModuleAdapter for CastFloat {
     fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
-        let target = self.target;
+        let target = if crate::layout::is_linear_weight(snapshot) {
+            self.linear
+        } else {
+            self.target
+        };
         if !snapshot.dtype.is_float() {
             return snapshot.clone();
         }

@@ -15,8 +15,22 @@ use rayon::prelude::*;
 
 use crate::buffer::ElemBuf;
 
-/// The container type burn's `Module` derive gives `burn::nn::Linear`.
-const LINEAR: &str = "Struct:Linear";
+/// The container types burn's `Module` derive gives `burn::nn::Linear` and `taiyi_nn::Dense`
+/// (the same parameters and layout).
+const LINEAR: [&str; 2] = ["Struct:Linear", "Struct:Dense"];
+
+/// Whether `snapshot` is the 2-D `weight` of a `Linear` / `Dense` layer.
+pub(crate) fn is_linear_weight(snapshot: &TensorSnapshot) -> bool {
+    snapshot
+        .module_type()
+        .is_some_and(|t| LINEAR.contains(&t.as_str()))
+        && snapshot
+            .path_stack
+            .as_ref()
+            .and_then(|p| p.last())
+            .is_some_and(|n| n == "weight")
+        && snapshot.shape.len() == 2
+}
 
 /// Side of the square tiles of the transpose (elements): a 64 × 64 tile of f32 is 16 KiB, so
 /// the tile, its source rows and its destination rows stay in L1/L2.
@@ -28,14 +42,7 @@ pub(crate) struct TorchLayout;
 
 impl ModuleAdapter for TorchLayout {
     fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
-        let is_linear_weight = snapshot.module_type().as_deref() == Some(LINEAR)
-            && snapshot
-                .path_stack
-                .as_ref()
-                .and_then(|p| p.last())
-                .is_some_and(|n| n == "weight")
-            && snapshot.shape.len() == 2;
-        if !is_linear_weight {
+        if !is_linear_weight(snapshot) {
             return PyTorchToBurnAdapter.adapt(snapshot);
         }
         let read = snapshot.clone_data_fn();

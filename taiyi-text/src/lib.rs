@@ -37,7 +37,7 @@ pub use model::{
     BertPooler, BertResidualOutput, BertSelfAttention,
 };
 /// The attention kernel choice, shared with the image tower (`taiyi-nn`).
-pub use taiyi_nn::AttentionKernel;
+pub use taiyi_nn::{AttentionKernel, DenseFormat};
 
 /// Errors of the text tower.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,9 @@ pub enum TextError {
         #[source]
         source: taiyi_store::StoreError,
     },
+    /// The linear weights could not be prepacked for the bf16 CPU kernels.
+    #[error("cannot hold the text tower in bf16")]
+    Bf16(#[source] taiyi_nn::KernelError),
     /// The batch or the sequence is empty.
     #[error("empty input: batch {batch}, sequence length {seq}")]
     EmptyInput {

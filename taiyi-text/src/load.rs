@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Element;
 use burn::tensor::backend::Backend;
 use taiyi_store::{Checkpoint, LoadSpec, find_in_dir};
 
-use crate::{BertConfig, BertModel, HfBertConfig, TextError};
+use crate::{BertConfig, BertModel, DenseFormat, HfBertConfig, TextError};
 
 /// Weight files tried by [`BertModel::from_pretrained_dir`], in order.
 pub const WEIGHT_FILES: &[&str] = &[
@@ -73,6 +74,16 @@ impl<B: Backend> BertModel<B> {
         dir: &Path,
         device: &B::Device,
     ) -> Result<(Self, BertConfig), TextError> {
+        Self::from_pretrained_dir_as(dir, device, DenseFormat::Float)
+    }
+
+    /// [`BertModel::from_pretrained_dir`] with the linear weights held as `format` says
+    /// ([`DenseFormat::PackedBf16`]: read as bf16 and prepacked for the CPU kernels).
+    pub fn from_pretrained_dir_as(
+        dir: &Path,
+        device: &B::Device,
+        format: DenseFormat,
+    ) -> Result<(Self, BertConfig), TextError> {
         if !dir.is_dir() {
             return Err(TextError::Io {
                 path: dir.to_path_buf(),
@@ -84,7 +95,11 @@ impl<B: Backend> BertModel<B> {
             path: dir.to_path_buf(),
             source,
         })?;
-        let model = Self::load_file(&weights, &config, device)?;
+        let ckpt = Checkpoint::open(&weights).map_err(|source| TextError::Store {
+            path: weights.clone(),
+            source,
+        })?;
+        let model = Self::load_checkpoint_as(ckpt, &config, device, format)?;
         Ok((model, config))
     }
 
@@ -109,17 +124,39 @@ impl<B: Backend> BertModel<B> {
         config: &BertConfig,
         device: &B::Device,
     ) -> Result<Self, TextError> {
+        Self::load_checkpoint_as(ckpt, config, device, DenseFormat::Float)
+    }
+
+    /// [`BertModel::load_checkpoint`] with the linear weights held as `format` says.
+    pub fn load_checkpoint_as(
+        ckpt: Checkpoint,
+        config: &BertConfig,
+        device: &B::Device,
+        format: DenseFormat,
+    ) -> Result<Self, TextError> {
         config.validate()?;
+        if format == DenseFormat::PackedBf16 {
+            // A kernel this process cannot run is refused before seconds of reading.
+            taiyi_nn::CpuKernel::selected().map_err(TextError::Bf16)?;
+        }
         let path: PathBuf = ckpt.source().to_path_buf();
         let model = config.init::<B>(device);
-        ckpt.load_into::<B, _>(
-            model,
-            &LoadSpec {
-                renames: RENAMES,
-                remap: REMAP,
-                ignore: IGNORE,
-            },
-        )
-        .map_err(|source| TextError::Store { path, source })
+        let float = <B::FloatElem as Element>::dtype();
+        let mut model = ckpt
+            .load_into_with_dtypes::<B, _>(
+                model,
+                &LoadSpec {
+                    renames: RENAMES,
+                    remap: REMAP,
+                    ignore: IGNORE,
+                },
+                float,
+                format.load_dtype(float),
+            )
+            .map_err(|source| TextError::Store { path, source })?;
+        if format == DenseFormat::PackedBf16 {
+            model.prepack_bf16().map_err(TextError::Bf16)?;
+        }
+        Ok(model)
     }
 }

@@ -6,10 +6,10 @@
 //! checkpoint's spelling).
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, bf16, f16};
-use taiyi_nn::{Activation, AttentionKernel, attend, linear_rows};
+use taiyi_nn::{Activation, AttentionKernel, Dense, DenseConfig, KernelError, attend, linear_rows};
 
 use crate::{BertConfig, TextError};
 
@@ -62,11 +62,11 @@ impl<B: Backend> BertEmbeddings<B> {
 #[derive(Module, Debug)]
 pub struct BertSelfAttention<B: Backend> {
     /// `query` projection.
-    pub query: Linear<B>,
+    pub query: Dense<B>,
     /// `key` projection.
-    pub key: Linear<B>,
+    pub key: Dense<B>,
     /// `value` projection.
-    pub value: Linear<B>,
+    pub value: Dense<B>,
     num_heads: usize,
     #[module(skip)]
     kernel: AttentionKernel,
@@ -79,7 +79,7 @@ impl<B: Backend> BertSelfAttention<B> {
     /// # Shapes
     /// `x`: `[batch, seq, hidden]`, `bias`: `[batch, 1, 1, seq]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
-        let rows = |layer: &Linear<B>| linear_rows(layer, x.clone());
+        let rows = |layer: &Dense<B>| linear_rows(layer, x.clone());
         let (q, k, v) = (rows(&self.query), rows(&self.key), rows(&self.value));
         attend(q, k, v, self.num_heads, bias, self.kernel)
     }
@@ -89,7 +89,7 @@ impl<B: Backend> BertSelfAttention<B> {
 #[derive(Module, Debug)]
 pub struct BertResidualOutput<B: Backend> {
     /// `dense`.
-    pub dense: Linear<B>,
+    pub dense: Dense<B>,
     /// `LayerNorm`.
     pub layer_norm: LayerNorm<B>,
 }
@@ -115,7 +115,7 @@ pub struct BertAttention<B: Backend> {
 #[derive(Module, Debug)]
 pub struct BertIntermediate<B: Backend> {
     /// `intermediate.dense`, hidden → intermediate (followed by exact GELU).
-    pub dense: Linear<B>,
+    pub dense: Dense<B>,
 }
 
 /// `encoder.layer.N`: one post-LN transformer layer.
@@ -153,7 +153,7 @@ pub struct BertEncoder<B: Backend> {
 #[derive(Module, Debug)]
 pub struct BertPooler<B: Backend> {
     /// `pooler.dense`.
-    pub dense: Linear<B>,
+    pub dense: Dense<B>,
 }
 
 impl<B: Backend> BertPooler<B> {
@@ -161,7 +161,7 @@ impl<B: Backend> BertPooler<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let [b, _, h] = hidden.dims();
         let cls = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
-        taiyi_nn::linear(&self.dense, cls).tanh()
+        self.dense.forward(cls).tanh()
     }
 }
 
@@ -184,8 +184,8 @@ pub struct BertModel<B: Backend> {
     kernel: AttentionKernel,
 }
 
-fn linear<B: Backend>(i: usize, o: usize, device: &B::Device) -> Linear<B> {
-    LinearConfig::new(i, o).init(device)
+fn linear<B: Backend>(i: usize, o: usize, device: &B::Device) -> Dense<B> {
+    DenseConfig::new(i, o).init(device)
 }
 
 impl BertConfig {
@@ -246,6 +246,29 @@ impl BertConfig {
 }
 
 impl<B: Backend> BertModel<B> {
+    /// Hold every linear weight (query/key/value, both `dense` outputs, `intermediate`, the
+    /// pooler) prepacked in bf16 for the CPU kernels ([`Dense::prepack_bf16`]), one layer at a
+    /// time. Embeddings, norms and the residual stream stay f32.
+    ///
+    /// # Errors
+    /// On any backend but burn's `Flex`, or when the process's bf16 kernel cannot run.
+    pub fn prepack_bf16(&mut self) -> Result<(), KernelError> {
+        for layer in &mut self.encoder.layer {
+            let attn = &mut layer.attention;
+            for dense in [
+                &mut attn.self_attn.query,
+                &mut attn.self_attn.key,
+                &mut attn.self_attn.value,
+                &mut attn.output.dense,
+                &mut layer.intermediate.dense,
+                &mut layer.output.dense,
+            ] {
+                dense.prepack_bf16()?;
+            }
+        }
+        self.pooler.dense.prepack_bf16()
+    }
+
     /// Random-init model for `config` (see [`BertConfig::init`]); validates the config.
     pub fn new(config: &BertConfig, device: &B::Device) -> Result<Self, TextError> {
         config.validate()?;

@@ -32,7 +32,7 @@ pub use config::VisionConfig;
 pub use load::{LoadedVision, MAX_ABS_LOGIT_SCALE, OPEN_CLIP_WEIGHT_FILES, open_clip_weights_in};
 pub use model::{Attention, Mlp, ResidualAttentionBlock, Transformer, VisionTransformer};
 /// The shared tower pieces, re-exported: the MLP activation and the attention kernel choice.
-pub use taiyi_nn::{Activation, AttentionKernel};
+pub use taiyi_nn::{Activation, AttentionKernel, DenseFormat};
 
 use std::path::PathBuf;
 
@@ -43,6 +43,9 @@ pub enum VisionError {
     /// tensor; the inner error names the file and keys).
     #[error(transparent)]
     Store(#[from] taiyi_store::StoreError),
+    /// The linear weights could not be prepacked for the bf16 CPU kernels.
+    #[error("cannot hold the image tower in bf16")]
+    Bf16(#[from] taiyi_nn::KernelError),
     /// The checkpoint holds no open_clip image tower.
     #[error("{path} holds no open_clip image tower (no `visual.*` keys and no `conv1.weight`){hint}; first keys: {}", sample.join(", "))]
     NoVisualTower {

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Element;
 use burn::tensor::backend::Backend;
 use taiyi_store::{Checkpoint, LoadSpec, StoreError, find_in_dir};
 
-use crate::{VisionConfig, VisionError, VisionTransformer};
+use crate::{DenseFormat, VisionConfig, VisionError, VisionTransformer};
 
 /// open_clip's weight file names, in the order open_clip tries them.
 pub const OPEN_CLIP_WEIGHT_FILES: &[&str] =
@@ -82,10 +83,26 @@ impl<B: Backend> VisionTransformer<B> {
 
     /// [`VisionTransformer::load_open_clip`] from an already opened [`Checkpoint`].
     pub fn load_from_checkpoint(
-        mut ckpt: Checkpoint,
+        ckpt: Checkpoint,
         config: &VisionConfig,
         device: &B::Device,
     ) -> Result<LoadedVision<B>, VisionError> {
+        Self::load_from_checkpoint_as(ckpt, config, device, DenseFormat::Float)
+    }
+
+    /// [`VisionTransformer::load_from_checkpoint`] with the blocks' linear weights held as
+    /// `format` says ([`DenseFormat::PackedBf16`]: read as bf16 and prepacked for the CPU
+    /// kernels).
+    pub fn load_from_checkpoint_as(
+        mut ckpt: Checkpoint,
+        config: &VisionConfig,
+        device: &B::Device,
+        format: DenseFormat,
+    ) -> Result<LoadedVision<B>, VisionError> {
+        if format == DenseFormat::PackedBf16 {
+            // A kernel this process cannot run is refused before seconds of reading.
+            taiyi_nn::CpuKernel::selected()?;
+        }
         let path = ckpt.source().to_path_buf();
         let logit_scale = if ckpt.contains("logit_scale") {
             let values = ckpt.take_f32("logit_scale")?;
@@ -146,13 +163,19 @@ impl<B: Backend> VisionTransformer<B> {
             });
         };
         let model = config.init::<B>(device)?;
-        let model = visual.load_into::<B, _>(
+        let float = <B::FloatElem as Element>::dtype();
+        let mut model = visual.load_into_with_dtypes::<B, _>(
             model,
             &LoadSpec {
                 remap: REMAP,
                 ..LoadSpec::default()
             },
+            float,
+            format.load_dtype(float),
         )?;
+        if format == DenseFormat::PackedBf16 {
+            model.prepack_bf16()?;
+        }
         Ok(LoadedVision { model, logit_scale })
     }
 }

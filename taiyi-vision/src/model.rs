@@ -2,10 +2,12 @@
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use taiyi_nn::{Activation, AttentionKernel, attend, linear_rows, split_qkv};
+use taiyi_nn::{
+    Activation, AttentionKernel, Dense, DenseConfig, KernelError, attend, linear_rows, split_qkv,
+};
 
 use crate::VisionError;
 use crate::config::VisionConfig;
@@ -16,9 +18,9 @@ use crate::config::VisionConfig;
 pub struct Attention<B: Backend> {
     /// Fused input projection `width -> 3 * width`; the checkpoint's `in_proj_weight` /
     /// `in_proj_bias` (rows q, k, v in that order) are loaded here.
-    pub in_proj: Linear<B>,
+    pub in_proj: Dense<B>,
     /// Output projection `width -> width`.
-    pub out_proj: Linear<B>,
+    pub out_proj: Dense<B>,
     #[module(skip)]
     heads: usize,
     #[module(skip)]
@@ -41,9 +43,9 @@ impl<B: Backend> Attention<B> {
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     /// `width -> mlp_width`.
-    pub c_fc: Linear<B>,
+    pub c_fc: Dense<B>,
     /// `mlp_width -> width`.
-    pub c_proj: Linear<B>,
+    pub c_proj: Dense<B>,
     #[module(skip)]
     activation: Activation,
 }
@@ -136,15 +138,15 @@ impl VisionConfig {
             .map(|_| ResidualAttentionBlock {
                 ln_1: ln(),
                 attn: Attention {
-                    in_proj: LinearConfig::new(w, 3 * w).init(device),
-                    out_proj: LinearConfig::new(w, w).init(device),
+                    in_proj: DenseConfig::new(w, 3 * w).init(device),
+                    out_proj: DenseConfig::new(w, w).init(device),
                     heads: self.heads,
                     kernel: self.attention_kernel,
                 },
                 ln_2: ln(),
                 mlp: Mlp {
-                    c_fc: LinearConfig::new(w, self.mlp_width()).init(device),
-                    c_proj: LinearConfig::new(self.mlp_width(), w).init(device),
+                    c_fc: DenseConfig::new(w, self.mlp_width()).init(device),
+                    c_proj: DenseConfig::new(self.mlp_width(), w).init(device),
                     activation: self.activation,
                 },
             })
@@ -175,6 +177,23 @@ impl<B: Backend> VisionTransformer<B> {
     /// Output embedding size.
     pub fn output_dim(&self) -> usize {
         self.output_dim
+    }
+
+    /// Hold every block's linear weights (`in_proj`, `out_proj`, `c_fc`, `c_proj`) prepacked in
+    /// bf16 for the CPU kernels ([`Dense::prepack_bf16`]), one layer at a time so that the
+    /// extra memory is one layer's. The patch embedding, norms, embeddings and `proj` stay as
+    /// they are, and so does the residual stream (f32).
+    ///
+    /// # Errors
+    /// On any backend but burn's `Flex`, or when the process's bf16 kernel cannot run.
+    pub fn prepack_bf16(&mut self) -> Result<(), KernelError> {
+        for block in &mut self.transformer.resblocks {
+            block.attn.in_proj.prepack_bf16()?;
+            block.attn.out_proj.prepack_bf16()?;
+            block.mlp.c_fc.prepack_bf16()?;
+            block.mlp.c_proj.prepack_bf16()?;
+        }
+        Ok(())
     }
 
     /// Choose how attention scores are computed (see [`AttentionKernel`]; the default is the

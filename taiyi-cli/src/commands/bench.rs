@@ -17,8 +17,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, Element, Int, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use taiyi_core::{BackendTask, ClipError};
-use taiyi_text::{BertConfig, BertModel};
-use taiyi_vision::VisionTransformer;
+use taiyi_core::{CpuKernel, DenseFormat};
+use taiyi_text::{BertConfig, BertModel, TextError};
+use taiyi_vision::{VisionError, VisionTransformer};
 
 use taiyi_cli::bench_report::{TowerResult, random_ids, table};
 
@@ -60,6 +61,10 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// How the towers hold their linear weights (`--precision bf16` on the CPU: prepacked
+    /// bf16); set from the global options.
+    #[arg(skip)]
+    pub(crate) weights: DenseFormat,
 }
 
 /// A count of at least `min` (clap value parser).
@@ -195,6 +200,25 @@ fn time_forward<B: Backend>(
 }
 
 impl BenchArgs {
+    /// The parameters' dtype as reported: the linear weights' bf16 when prepacked.
+    fn param_dtype(&self, dtype: String) -> String {
+        match self.weights {
+            DenseFormat::PackedBf16 => format!("bf16 linear weights, {dtype} others"),
+            DenseFormat::Float => dtype,
+        }
+    }
+
+    /// `--precision` as run, and the bf16 kernel when the linear weights are prepacked.
+    fn precision<B: Backend>(&self) -> (String, Option<&'static str>) {
+        match self.weights {
+            DenseFormat::PackedBf16 => (
+                "bf16".to_string(),
+                Some(CpuKernel::selected().map_or("none", CpuKernel::name)),
+            ),
+            DenseFormat::Float => (dtype_name(<B::FloatElem as Element>::dtype()), None),
+        }
+    }
+
     fn bench_text<B: Backend>(
         &self,
         batch: usize,
@@ -216,8 +240,13 @@ impl BenchArgs {
                     (m, name.to_string(), "random".to_string())
                 }
             };
-            let (model, params, dtype) = materialize(model);
-            Ok((model, name, weights, params, dtype))
+            let (mut model, params, dtype) = materialize(model);
+            if self.weights == DenseFormat::PackedBf16 {
+                model
+                    .prepack_bf16()
+                    .map_err(|e| ClipError::from(TextError::Bf16(e)))?;
+            }
+            Ok((model, name, weights, params, self.param_dtype(dtype)))
         })?;
         let seq = self.seq;
         if seq > model.max_positions() {
@@ -271,8 +300,13 @@ impl BenchArgs {
                     "random".to_string(),
                 ),
             };
-            let (model, params, dtype) = materialize(model);
-            Ok((model, weights, params, dtype))
+            let (mut model, params, dtype) = materialize(model);
+            if self.weights == DenseFormat::PackedBf16 {
+                model
+                    .prepack_bf16()
+                    .map_err(|e| ClipError::from(VisionError::from(e)))?;
+            }
+            Ok((model, weights, params, self.param_dtype(dtype)))
         })?;
         let size = model.image_size();
         let pixels = Tensor::<B, 4>::random(
@@ -353,7 +387,7 @@ impl BackendTask for BenchArgs {
         }
         let backend = B::name(&device);
         let device_name = format!("{device:?}");
-        let precision = dtype_name(<B::FloatElem as Element>::dtype());
+        let (precision, kernel) = self.precision::<B>();
         let version = env!("CARGO_PKG_VERSION");
         if self.json {
             let mut v = serde_json::json!({
@@ -361,6 +395,7 @@ impl BackendTask for BenchArgs {
                 "backend": backend,
                 "device": device_name,
                 "precision": precision,
+                "cpu_kernel": kernel,
                 "tower": self.tower.name(),
                 "batch": batch,
                 "text_batch": text_batch,
@@ -372,9 +407,12 @@ impl BackendTask for BenchArgs {
             }
             return crate::output::print_stdout(&format!("{v}\n"));
         }
+        let kernel = kernel
+            .map(|k| format!(" (bf16 kernel {k})"))
+            .unwrap_or_default();
         let header = format!(
             "taiyi bench {version}: backend {backend}, device {device_name}, precision \
-             {precision}, {} timed iterations",
+             {precision}{kernel}, {} timed iterations",
             self.iters
         );
         crate::output::print_stdout(&table(&header, &rows))

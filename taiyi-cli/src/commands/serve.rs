@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use taiyi_core::hub::HubOptions;
-use taiyi_core::{ClipOptions, ModelPaths, Precision, TextMode};
+use taiyi_core::{ClipOptions, CpuKernel, DenseFormat, ModelPaths, Precision, TextMode};
 use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig};
 
 use crate::args::{RunOptions, WARM_UP_TOKENS};
@@ -106,6 +106,11 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
             vision_arch: a.vision_arch,
             device: run.device.to_string(),
             precision: precision.to_string(),
+            cpu_kernel: (options.weights == DenseFormat::PackedBf16).then(|| {
+                CpuKernel::selected()
+                    .map_or("none", CpuKernel::name)
+                    .to_string()
+            }),
         },
         ..ServerConfig::default()
     };

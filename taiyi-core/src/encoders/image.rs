@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use taiyi_preprocess::transform::{ImageError, ImageInput, ImageTransform};
-use taiyi_vision::{VisionConfig, VisionTransformer};
+use taiyi_vision::{DenseFormat, VisionConfig, VisionTransformer};
 
 use super::{DEFAULT_IMAGE_BATCH, EncodeOptions, ImageSource};
 use crate::{ClipError, ShapeBuckets};
@@ -62,10 +62,21 @@ impl<B: Backend> ImageEncoder<B> {
         config: &VisionConfig,
         device: &B::Device,
     ) -> Result<Self, ClipError> {
+        Self::from_file_as(path, config, device, DenseFormat::Float)
+    }
+
+    /// [`ImageEncoder::from_file`] with the tower's linear weights held as `weights` says
+    /// ([`DenseFormat::PackedBf16`]: bf16 for the CPU kernels, `--precision bf16`).
+    pub fn from_file_as(
+        path: impl AsRef<Path>,
+        config: &VisionConfig,
+        device: &B::Device,
+        weights: DenseFormat,
+    ) -> Result<Self, ClipError> {
         config.validate()?;
         let ckpt = taiyi_store::Checkpoint::open(path)?;
         crate::arch::check_checkpoint(&ckpt, config)?;
-        let loaded = VisionTransformer::load_from_checkpoint(ckpt, config, device)?;
+        let loaded = VisionTransformer::load_from_checkpoint_as(ckpt, config, device, weights)?;
         let transform = ImageTransform::new(
             config.image_size,
             taiyi_preprocess::transform::OPENAI_DATASET_MEAN,

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use taiyi_preprocess::tokenizer::{BatchEncoding, BertTokenizer, Padding, TokenBatch, Truncation};
-use taiyi_text::{BertModel, TextMode};
+use taiyi_text::{BertModel, DenseFormat, TextMode};
 
 use super::{DEFAULT_TEXT_BATCH, EncodeOptions};
 use crate::{ClipError, ShapeBuckets};
@@ -39,6 +39,16 @@ impl<B: Backend> TextEncoder<B> {
     /// Load the tokenizer and the BERT weights from an HF model directory (`config.json`,
     /// `vocab.txt`, `tokenizer_config.json`, and `model.safetensors` or `pytorch_model.bin`).
     pub fn from_dir(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, ClipError> {
+        Self::from_dir_as(dir, device, DenseFormat::Float)
+    }
+
+    /// [`TextEncoder::from_dir`] with the tower's linear weights held as `weights` says
+    /// ([`DenseFormat::PackedBf16`]: bf16 for the CPU kernels, `--precision bf16`).
+    pub fn from_dir_as(
+        dir: impl AsRef<Path>,
+        device: &B::Device,
+        weights: DenseFormat,
+    ) -> Result<Self, ClipError> {
         let dir = dir.as_ref();
         let tokenizer = BertTokenizer::from_model_dir(dir)?;
         // The sizes are checked before the weights are read (they take seconds).
@@ -51,7 +61,7 @@ impl<B: Backend> TextEncoder<B> {
                 config: config.vocab_size,
             });
         }
-        let (model, _) = BertModel::from_pretrained_dir(dir, device)?;
+        let (model, _) = BertModel::from_pretrained_dir_as(dir, device, weights)?;
         Ok(Self::new(model, tokenizer, device.clone()))
     }
 

@@ -43,7 +43,7 @@ impl<'a> Mat<'a> {
     }
 
     /// Whether every element lies inside `data` and the strides fit `isize`.
-    fn fits(&self) -> bool {
+    pub(crate) fn fits(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
             return true;
         }

@@ -11,6 +11,7 @@
 //! gemm itself, sits behind the bounds checks of `gemm.rs`.
 
 mod attention;
+pub(crate) mod bf16;
 mod elementwise;
 mod gelu;
 mod gemm;
@@ -18,10 +19,12 @@ mod linear;
 
 use std::any::Any;
 
-use burn::nn::Linear;
+use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_flex::{Flex, FlexTensor};
+
+use crate::bf16::{CpuKernel, KernelError, PackedBf16};
 
 /// [`crate::attend`] on Flex f32 token rows; `None` (inputs untouched) for any other backend,
 /// dtype or layout.
@@ -54,25 +57,58 @@ pub(crate) fn gelu<B: Backend, const D: usize>(
     }
 }
 
-/// `layer` on `[rows, in]` Flex f32 data (one gemm, the bias added on rayon), `Err(x)`
-/// untouched for any other backend, dtype or layout.
-pub(crate) fn linear<B: Backend>(
-    layer: &Linear<B>,
+/// A [`crate::Dense`] layer on `[rows, in]` Flex data: the bf16 kernel when `packed` (f32
+/// rows, cast first when they are not), else one f32 gemm with the bias added on rayon;
+/// `Err(x)` untouched for any other backend, or for an f32 layer given other dtypes.
+pub(crate) fn dense<B: Backend>(
+    packed: Option<&PackedBf16>,
+    weight: &Param<Tensor<B, 2>>,
+    bias: &Option<Param<Tensor<B, 1>>>,
     x: Tensor<B, 2>,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let (Some(mat), Some(vec)) = (AsFlex::<B, 2>::new(), AsFlex::<B, 1>::new()) else {
         return Err(x);
     };
-    let weight = layer.weight.val();
-    let bias = layer.bias.as_ref().map(|b| b.val());
-    if !is_f32(&x) || !is_f32(&weight) || bias.as_ref().is_some_and(|b| !is_f32(b)) {
-        return Err(x);
-    }
-    let bias = bias.map(|b| vec.to_flex(b));
-    match linear::linear(&mat.to_flex(x.clone()), &mat.to_flex(weight), bias.as_ref()) {
-        Some(y) => Ok(mat.to_tensor(y)),
-        None => Err(x),
-    }
+    let bias = bias.as_ref().map(|b| b.val());
+    let y = match packed {
+        Some(packed) => {
+            let bias = bias.map(|b| vec.to_flex(b.cast(DType::F32)));
+            let rows = mat.to_flex(x.clone().cast(DType::F32));
+            bf16::linear(&rows, packed, bias.as_ref())
+        }
+        None => {
+            let weight = weight.val();
+            if !is_f32(&x) || !is_f32(&weight) || bias.as_ref().is_some_and(|b| !is_f32(b)) {
+                return Err(x);
+            }
+            let bias = bias.map(|b| vec.to_flex(b));
+            linear::linear(&mat.to_flex(x.clone()), &mat.to_flex(weight), bias.as_ref())
+        }
+    };
+    y.map(|y| mat.to_tensor(y)).ok_or(x)
+}
+
+/// `weight` (`[in, out]`, f32 or bf16, on Flex) in the bf16 kernels' layout, after checking that
+/// the process's kernel ([`CpuKernel::selected`]) can run.
+pub(crate) fn pack_weight<B: Backend>(weight: &Tensor<B, 2>) -> Result<PackedBf16, KernelError> {
+    let mat = AsFlex::<B, 2>::new().ok_or(KernelError::NotFlex)?;
+    CpuKernel::selected()?;
+    let [k, n] = weight.dims();
+    let w = mat.to_flex(weight.clone()).to_contiguous();
+    let packed = match w.dtype() {
+        DType::F32 => PackedBf16::from_f32(w.storage::<f32>().get(..k * n).unwrap_or(&[]), k, n),
+        DType::BF16 => {
+            PackedBf16::from_bf16(w.storage::<half::bf16>().get(..k * n).unwrap_or(&[]), k, n)
+        }
+        other => {
+            return Err(KernelError::BadWeight {
+                what: format!("dtype {other:?} (f32 or bf16 expected)"),
+            });
+        }
+    };
+    packed.ok_or_else(|| KernelError::BadWeight {
+        what: format!("storage shorter than its shape [{k}, {n}]"),
+    })
 }
 
 /// `value` as a `U` when `T` and `U` are the same type.

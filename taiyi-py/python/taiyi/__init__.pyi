@@ -51,7 +51,9 @@ class ClipModel:
             optionally ``-quickgelu``; ``tiny`` for the test fixtures) or a model-config JSON.
         device: ``cpu``, ``wgpu[:N]`` or ``cuda[:N]`` (GPU backends need a wheel built with
             the ``wgpu`` / ``cuda`` feature).
-        precision: ``f32``, ``f16`` or ``bf16`` (half precisions on GPUs only).
+        precision: ``f32``, ``f16`` or ``bf16`` (``f16`` on GPUs only; ``bf16`` on the CPU holds
+            the linear weights in bf16 and multiplies them with f32 accumulation, see
+            ``cpu_kernel``).
         text_mode: ``masked`` (batch-invariant, default), ``card`` (the model card: no mask)
             or ``fixed77``.
         batch_size: images per forward pass (default 8 on cpu, 64 on GPUs).
@@ -118,6 +120,11 @@ class ClipModel:
     def device(self) -> str: ...
     @property
     def precision(self) -> str: ...
+    @property
+    def cpu_kernel(self) -> Optional[str]:
+        """The CPU's bf16 matmul kernel (``"avx512bf16"``, ``"f32"``) when the linear weights are
+        held in bf16 on the CPU, else ``None``."""
+        ...
     @property
     def text_mode(self) -> str: ...
     @property
