@@ -1,4 +1,4 @@
-"""CPU f32 speed of both towers, taiyi against PyTorch, back to back in one run (issue 9).
+"""CPU speed of both towers, taiyi against PyTorch, back to back in one run (issues 9 and 24).
 
 For each case of the issue's table (ViT-H-14 at batch 1 and 4; the Taiyi BERT at 1x16, 32x16 and
 8x77 tokens, all ones mask), runs `taiyi bench --json` (random full-size weights, the CLI's
@@ -8,9 +8,17 @@ sides see the same machine state. Prints a markdown table: median seconds, the r
 taiyi / PyTorch (time; < 1 is faster) and the fraction of this machine's sgemm rate each side
 reaches (torch 4096^3 matmul, measured at the start).
 
+bf16 rows (`--precision bf16` or `all`): `taiyi --precision bf16 bench` (linear weights in
+bf16, f32 accumulation, the CPU's bf16 kernel, which it names) against PyTorch
+`model.to(torch.bfloat16)` on bf16 inputs, with each side's cosine to its own f32 output on the
+same inputs (lowest over the output rows): taiyi's from `bench`'s `cosine_to_f32` (its random
+weights, f32 forward before packing), PyTorch's from its f32 model.
+
     cargo build --release -p taiyi-cli
-    /work/.venv/bin/python scripts/bench_cpu.py [--taiyi target/release/taiyi] [--iters 5]
+    /work/.venv/bin/python scripts/bench_cpu.py [--taiyi target/release/taiyi] [--iters 5] \
+        [--precision f32|bf16|all]
 """
+import copy
 import argparse
 import json
 import platform
@@ -32,6 +40,18 @@ def bert_gflop(batch, seq):
     return batch * seq * (per_token + attention + pooler) / 1e9
 
 
+def cpu_model():
+    """The CPU as lscpu names it, its family/model and its bf16 flags (the kernels depend on them)."""
+    info = {}
+    for line in open("/proc/cpuinfo"):
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags] or ["no bf16 flags"]
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model "
+            f"{info.get('model', '?')}; {' '.join(bf16)})")
+
+
 def median_time(fn, iters):
     fn()  # warm-up
     times = []
@@ -47,12 +67,37 @@ def sgemm_gflops():
     return 2 * 4096**3 / median_time(lambda: a @ b, 5) / 1e9
 
 
-def taiyi(bin_, tower, batch, seq, iters):
-    args = [bin_, "bench", "--tower", tower, "--batch", str(batch), "--iters", str(iters), "--json"]
+def taiyi(bin_, tower, batch, seq, iters, precision="f32"):
+    args = [bin_, "--precision", precision, "bench", "--tower", tower, "--batch", str(batch),
+            "--iters", str(iters), "--json"]
     if tower == "text":
         args += ["--seq", str(seq)]
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    if precision == "bf16":
+        return out[tower]["median_s"], out["cpu_kernel"], out[tower]["cosine_to_f32"]
     return out[tower]["median_s"], out["backend"]
+
+
+def min_cosine(a, b):
+    """Lowest cosine between matching rows (f64)."""
+    return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1).min())
+
+
+def bf16_row(name, args, tower, batch, seq, model, inputs, flops, peak):
+    """One bf16 row: taiyi --precision bf16 against PyTorch model.to(bfloat16)."""
+    t, kernel, t_cos = taiyi(args.taiyi, tower, batch, seq, args.iters, "bf16")
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    cast = lambda x: x.to(torch.bfloat16) if x.is_floating_point() else x
+    with torch.inference_mode():
+        want = model(*inputs)
+        got = half(*[cast(x) for x in inputs])
+        p = median_time(lambda: half(*[cast(x) for x in inputs]), args.iters)
+    if hasattr(want, "pooler_output"):  # BertModel: the pooler output
+        want, got = want.pooler_output, got.pooler_output
+    p_cos = min_cosine(want.float(), got.float())
+    print(f"| {name} ({kernel}) | {t:.3f} s | {p:.3f} s | {t / p:.3f}× | {t_cos:.6f} | {p_cos:.6f} "
+          f"| {flops / t:.0f} | {flops / p:.0f} |", flush=True)
+    del half
 
 
 def main():
@@ -60,20 +105,42 @@ def main():
     ap.add_argument("--taiyi", default="target/release/taiyi")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["f32", "bf16", "all"], default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peak = sgemm_gflops()
-    print(f"{platform.node()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"{platform.node()}, {cpu_model()}, torch {torch.__version__}, "
           f"{args.threads} threads; torch sgemm 4096^3: {peak:.0f} GFLOP/s; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print()
-    print("| case | taiyi | PyTorch | taiyi / PyTorch (time) | taiyi % sgemm | PyTorch % sgemm |")
-    print("|---|---|---|---|---|---|")
-
     import open_clip
     from transformers import BertConfig, BertModel
 
     vit = open_clip.create_model("ViT-H-14").visual.eval()
+    cfg = BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS,
+                     num_attention_heads=16, intermediate_size=FF, max_position_embeddings=512,
+                     type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0, hidden_act="gelu")
+    if args.precision in ("bf16", "all"):
+        print()
+        print("| case (taiyi's bf16 kernel) | taiyi bf16 | PyTorch bf16 | taiyi / PyTorch (time) "
+              "| taiyi cosine to f32 | PyTorch cosine to f32 | taiyi GFLOP/s | PyTorch GFLOP/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for batch in [1, 4]:
+            x = torch.randn(batch, 3, 224, 224)
+            bf16_row(f"ViT-H-14 batch {batch}", args, "image", batch, None, vit, (x,),
+                     VIT_GFLOP * batch, peak)
+        cfg._attn_implementation = "sdpa"
+        bert = BertModel(cfg).eval()
+        for batch, seq in [(1, 16), (32, 16), (8, 77)]:
+            ids = torch.randint(0, VOCAB, (batch, seq))
+            mask = torch.ones(batch, seq, dtype=torch.long)
+            bf16_row(f"BERT {batch}×{seq}", args, "text", batch, seq, bert, (ids, mask),
+                     bert_gflop(batch, seq), peak)
+        del bert
+        if args.precision == "bf16":
+            return
+    print()
+    print("| case | taiyi | PyTorch | taiyi / PyTorch (time) | taiyi % sgemm | PyTorch % sgemm |")
+    print("|---|---|---|---|---|---|")
     for batch in [1, 4]:
         t, backend = taiyi(args.taiyi, "image", batch, None, args.iters)
         x = torch.randn(batch, 3, 224, 224)
@@ -84,9 +151,6 @@ def main():
               f"| {100 * g / t / peak:.0f}% | {100 * g / p / peak:.0f}% |", flush=True)
     del vit
 
-    cfg = BertConfig(vocab_size=VOCAB, hidden_size=WIDTH, num_hidden_layers=LAYERS,
-                     num_attention_heads=16, intermediate_size=FF, max_position_embeddings=512,
-                     type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0, hidden_act="gelu")
     models = {}
     for impl in ["eager", "sdpa"]:
         cfg._attn_implementation = impl

@@ -28,6 +28,12 @@ export TAIYI_CARGO_TEST_ARGS="--features taiyi-cli/wgpu,taiyi-cli/cuda,taiyi-cor
 CUBECL_AUTOTUNE_LEVEL=minimal TAIYI_CACHE_DIR="$PWD/target/taiyi-cache" \
   cargo test --workspace $TAIYI_CARGO_TEST_ARGS
 stamp "cargo test --workspace (CPU + lavapipe)"
+# Which bf16 CPU kernels step 1 exercised on this machine (taiyi-nn's kernel tests run every
+# kernel the CPU has: an AMD Zen 4/5 host tests avx512bf16 and f32, a CPU without
+# AVX512_BF16 f32 only). A re-run of the same test binary (no build), output shown.
+# shellcheck disable=SC2086
+cargo test --workspace $TAIYI_CARGO_TEST_ARGS --lib -q bf16_kernels_on_this_cpu -- --nocapture 2>&1 \
+  | grep "bf16 kernels exercised"
 # 2. The Python module (taiyi-py, the build of step 1 installed into a venv) and Ray Data.
 scripts/test_python.sh
 stamp "python"

@@ -34,6 +34,9 @@ pub struct TowerResult {
     pub iter_s: Vec<f64>,
     /// Whether the first output was finite everywhere.
     pub finite: bool,
+    /// For a run with bf16 linear weights: the lowest cosine, over the output rows, between
+    /// its first output and the same tower's f32 output on the same inputs.
+    pub cosine_to_f32: Option<f64>,
 }
 
 impl TowerResult {
@@ -79,6 +82,7 @@ impl TowerResult {
             "mean_s": self.mean_s(),
             "iter_s": self.iter_s,
             "finite": self.finite,
+            "cosine_to_f32": self.cosine_to_f32,
         });
         let per_s = self.items_per_s();
         match (self.seq, self.image_size) {
@@ -159,6 +163,27 @@ fn format_count(n: usize) -> String {
         1_000..1_000_000 => format!("{:.1}K", n as f64 / 1e3),
         _ => format!("{:.1}M", n as f64 / 1e6),
     }
+}
+
+/// The lowest cosine between matching rows of two row-major `[rows, dim]` matrices (f64 sums;
+/// `None` when the shapes differ or a row is all zeros).
+pub fn min_row_cosine(a: &[f32], b: &[f32], dim: usize) -> Option<f64> {
+    if a.len() != b.len() || dim == 0 || a.len() % dim != 0 {
+        return None;
+    }
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    a.chunks(dim)
+        .zip(b.chunks(dim))
+        .map(|(x, y)| {
+            let dot: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum();
+            let n = norm(x) * norm(y);
+            (n > 0.0).then(|| dot / n)
+        })
+        .try_fold(f64::INFINITY, |m, c| c.map(|c| m.min(c)))
 }
 
 /// The table `taiyi bench` prints: one row per tower under `header`, then a legend and a
@@ -243,6 +268,16 @@ mod tests {
     }
 
     #[test]
+    fn row_cosines() {
+        let a = [1.0, 0.0, 0.0, 2.0];
+        assert_eq!(min_row_cosine(&a, &[2.0, 0.0, 0.0, 1.0], 2), Some(1.0));
+        let c = min_row_cosine(&a, &[1.0, 1.0, 0.0, 1.0], 2).expect("cosine");
+        assert!((c - 0.5f64.sqrt()).abs() < 1e-12, "{c}");
+        assert_eq!(min_row_cosine(&a, &[0.0; 4], 2), None);
+        assert_eq!(min_row_cosine(&a, &[1.0; 3], 2), None);
+    }
+
+    #[test]
     fn median_of_even_and_odd_counts() {
         let mut r = TowerResult {
             tower: "image",
@@ -258,6 +293,7 @@ mod tests {
             first_call_s: 0.0,
             iter_s: vec![3.0, 1.0, 2.0],
             finite: true,
+            cosine_to_f32: None,
         };
         assert_eq!(r.median_s(), 2.0);
         assert_eq!(r.min_s(), 1.0);

@@ -21,7 +21,7 @@ use taiyi_core::{CpuKernel, DenseFormat};
 use taiyi_text::{BertConfig, BertModel, TextError};
 use taiyi_vision::{VisionError, VisionTransformer};
 
-use taiyi_cli::bench_report::{TowerResult, random_ids, table};
+use taiyi_cli::bench_report::{TowerResult, min_row_cosine, random_ids, table};
 
 use crate::error::CliError;
 
@@ -181,22 +181,58 @@ fn timed<B: Backend, T>(
     Ok((out, start.elapsed().as_secs_f64()))
 }
 
-/// The first call, `iters` timed calls, and a finiteness check of the first output.
+/// The timings of a tower's forward and its first output.
+struct Timed {
+    first_call_s: f64,
+    iter_s: Vec<f64>,
+    output_dtype: String,
+    /// The first output on the host, row-major.
+    first: Vec<f32>,
+    /// Its row length.
+    dim: usize,
+}
+
+impl Timed {
+    fn finite(&self) -> bool {
+        self.first.iter().all(|v| v.is_finite())
+    }
+}
+
+/// The first call, `iters` timed calls, and the first output.
 fn time_forward<B: Backend>(
     device: &B::Device,
     iters: usize,
     forward: impl Fn() -> Tensor<B, 2>,
-) -> Result<(f64, Vec<f64>, bool, String), CliError> {
+) -> Result<Timed, CliError> {
     let (first, first_call_s) = timed::<B, _>(device, || Ok(forward()))?;
     let output_dtype = dtype_name(first.dtype());
-    let finite = taiyi_core::to_vec(first)?.iter().all(|v| v.is_finite());
+    let [_, dim] = first.dims();
+    let first = taiyi_core::to_vec(first)?;
     let mut iter_s = Vec::with_capacity(iters);
     for _ in 0..iters {
         // The output stays alive until the device is synced, so no backend can skip the work.
         let (_out, s) = timed::<B, _>(device, || Ok(forward()))?;
         iter_s.push(s);
     }
-    Ok((first_call_s, iter_s, finite, output_dtype))
+    Ok(Timed {
+        first_call_s,
+        iter_s,
+        output_dtype,
+        first,
+        dim,
+    })
+}
+
+/// The f32 output of `forward` on the host, when the run is to hold bf16 weights (taken before
+/// they are packed, for the cosine of the bf16 output to it).
+fn f32_reference<B: Backend>(
+    weights: DenseFormat,
+    forward: impl Fn() -> Tensor<B, 2>,
+) -> Result<Option<Vec<f32>>, CliError> {
+    match weights {
+        DenseFormat::PackedBf16 => Ok(Some(taiyi_core::to_vec(forward())?)),
+        DenseFormat::Float => Ok(None),
+    }
 }
 
 impl BenchArgs {
@@ -224,30 +260,31 @@ impl BenchArgs {
         batch: usize,
         device: &B::Device,
     ) -> Result<TowerResult, CliError> {
-        let ((model, name, weights, params, param_dtype), load_s) = timed::<B, _>(device, || {
-            let (model, name, weights) = match &self.text_model {
-                Some(dir) => {
-                    let (m, _) = BertModel::<B>::from_pretrained_dir(dir, device)
-                        .map_err(ClipError::from)?;
-                    (m, "bert".to_string(), dir.display().to_string())
+        let ((mut model, name, weights, params, param_dtype), mut load_s) =
+            timed::<B, _>(device, || {
+                let (model, name, weights) = match &self.text_model {
+                    Some(dir) => {
+                        let (m, _) = BertModel::<B>::from_pretrained_dir(dir, device)
+                            .map_err(ClipError::from)?;
+                        (m, "bert".to_string(), dir.display().to_string())
+                    }
+                    None => {
+                        let (config, name) = match self.text_arch {
+                            TextArch::Taiyi => (BertConfig::taiyi_roberta_large(), "taiyi"),
+                            TextArch::Tiny => (BertConfig::tiny(), "tiny"),
+                        };
+                        let m = BertModel::<B>::new(&config, device).map_err(ClipError::from)?;
+                        (m, name.to_string(), "random".to_string())
+                    }
+                };
+                let (mut model, params, dtype) = materialize(model);
+                if self.weights == DenseFormat::PackedBf16 {
+                    model
+                        .prepack_bf16()
+                        .map_err(|e| ClipError::from(TextError::Bf16(e)))?;
                 }
-                None => {
-                    let (config, name) = match self.text_arch {
-                        TextArch::Taiyi => (BertConfig::taiyi_roberta_large(), "taiyi"),
-                        TextArch::Tiny => (BertConfig::tiny(), "tiny"),
-                    };
-                    let m = BertModel::<B>::new(&config, device).map_err(ClipError::from)?;
-                    (m, name.to_string(), "random".to_string())
-                }
-            };
-            let (mut model, params, dtype) = materialize(model);
-            if self.weights == DenseFormat::PackedBf16 {
-                model
-                    .prepack_bf16()
-                    .map_err(|e| ClipError::from(TextError::Bf16(e)))?;
-            }
-            Ok((model, name, weights, params, self.param_dtype(dtype)))
-        })?;
+                Ok((model, name, weights, params, self.param_dtype(dtype)))
+            })?;
         let seq = self.seq;
         if seq > model.max_positions() {
             return Err(CliError::Usage(format!(
@@ -260,25 +297,36 @@ impl BenchArgs {
             device,
         );
         let mask = Tensor::<B, 2, Int>::ones([batch, seq], device);
-        sync::<B>(device)?;
-        let (first_call_s, iter_s, finite, output_dtype) =
-            time_forward::<B>(device, self.iters, || {
-                model.forward(ids.clone(), Some(mask.clone())).pooler_output
+        let reference = f32_reference::<B>(self.weights, || {
+            model.forward(ids.clone(), Some(mask.clone())).pooler_output
+        })?;
+        if reference.is_some() {
+            let ((), pack_s) = timed::<B, _>(device, || {
+                model
+                    .prepack_bf16()
+                    .map_err(|e| CliError::Clip(TextError::Bf16(e).into()))
             })?;
+            load_s += pack_s;
+        }
+        sync::<B>(device)?;
+        let t = time_forward::<B>(device, self.iters, || {
+            model.forward(ids.clone(), Some(mask.clone())).pooler_output
+        })?;
         Ok(TowerResult {
             tower: "text",
             model: name,
             weights,
             params,
             param_dtype,
-            output_dtype,
+            output_dtype: t.output_dtype.clone(),
             batch,
             seq: Some(seq),
             image_size: None,
             load_s,
-            first_call_s,
-            iter_s,
-            finite,
+            first_call_s: t.first_call_s,
+            finite: t.finite(),
+            cosine_to_f32: reference.and_then(|r| min_row_cosine(&r, &t.first, t.dim)),
+            iter_s: t.iter_s,
         })
     }
 
@@ -288,49 +336,54 @@ impl BenchArgs {
         device: &B::Device,
     ) -> Result<TowerResult, CliError> {
         let config = taiyi_core::arch::vision_config(&self.vision_arch)?;
-        let ((model, weights, params, param_dtype), load_s) = timed::<B, _>(device, || {
-            let (model, weights) = match &self.vision_model {
-                Some(file) => {
-                    let loaded = VisionTransformer::<B>::load_open_clip(file, &config, device)
-                        .map_err(ClipError::from)?;
-                    (loaded.model, file.display().to_string())
-                }
-                None => (
-                    config.init::<B>(device).map_err(ClipError::from)?,
-                    "random".to_string(),
-                ),
-            };
-            let (mut model, params, dtype) = materialize(model);
-            if self.weights == DenseFormat::PackedBf16 {
-                model
-                    .prepack_bf16()
-                    .map_err(|e| ClipError::from(VisionError::from(e)))?;
-            }
-            Ok((model, weights, params, self.param_dtype(dtype)))
-        })?;
+        let ((mut model, weights, params, param_dtype), mut load_s) =
+            timed::<B, _>(device, || {
+                let (model, weights) = match &self.vision_model {
+                    Some(file) => {
+                        let loaded = VisionTransformer::<B>::load_open_clip(file, &config, device)
+                            .map_err(ClipError::from)?;
+                        (loaded.model, file.display().to_string())
+                    }
+                    None => (
+                        config.init::<B>(device).map_err(ClipError::from)?,
+                        "random".to_string(),
+                    ),
+                };
+                let (model, params, dtype) = materialize(model);
+                Ok((model, weights, params, self.param_dtype(dtype)))
+            })?;
         let size = model.image_size();
         let pixels = Tensor::<B, 4>::random(
             [batch, 3, size, size],
             Distribution::Normal(0.0, 1.0),
             device,
         );
+        let reference = f32_reference::<B>(self.weights, || model.forward(pixels.clone()))?;
+        if reference.is_some() {
+            let ((), pack_s) = timed::<B, _>(device, || {
+                model
+                    .prepack_bf16()
+                    .map_err(|e| CliError::Clip(VisionError::from(e).into()))
+            })?;
+            load_s += pack_s;
+        }
         sync::<B>(device)?;
-        let (first_call_s, iter_s, finite, output_dtype) =
-            time_forward::<B>(device, self.iters, || model.forward(pixels.clone()))?;
+        let t = time_forward::<B>(device, self.iters, || model.forward(pixels.clone()))?;
         Ok(TowerResult {
             tower: "image",
             model: self.vision_arch.clone(),
             weights,
             params,
             param_dtype,
-            output_dtype,
+            output_dtype: t.output_dtype.clone(),
             batch,
             seq: None,
             image_size: Some(size),
             load_s,
-            first_call_s,
-            iter_s,
-            finite,
+            first_call_s: t.first_call_s,
+            finite: t.finite(),
+            cosine_to_f32: reference.and_then(|r| min_row_cosine(&r, &t.first, t.dim)),
+            iter_s: t.iter_s,
         })
     }
 }

@@ -72,7 +72,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
 /// `exp(x)` for `x ≤ 0` (inputs below −87 give `exp(−87)` ≈ 1.6e-38), within 1.4 ulp
 /// (Cephes' `expf`: `2ⁿ · e^r`, `|r| ≤ ln 2 / 2`).
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     // 1.5 · 2²³: adding it rounds to an integer held in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     let x = x.max(-87.0);

@@ -251,3 +251,33 @@ fn bf16_kernels_on_this_cpu() {
     );
     assert!(names.contains(&"f32"));
 }
+
+#[test]
+fn row_conversion_is_halfs_rounding() {
+    // The vectorised conversion of the input rows gives `half`'s bits: ties to even, NaN
+    // quietened, overflow to ±∞, subnormals kept.
+    let mut src: Vec<f32> = values(4096, 7);
+    src.extend([
+        1.0 + 1.0 / 256.0,
+        1.0 + 3.0 / 256.0,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -f32::MAX,
+        f32::MIN_POSITIVE / 3.0,
+        -0.0,
+        f32::from_bits(0x7f80_0001),
+    ]);
+    let mut dst = vec![0u16; src.len()];
+    super::to_bf16_bits(&src, &mut dst);
+    for (x, b) in src.iter().zip(&dst) {
+        let want = bf16_bits(*x);
+        if x.is_nan() {
+            assert!(bf16_value(*b).is_nan(), "{x}");
+        } else {
+            assert_eq!(*b, want, "{x}");
+        }
+    }
+}
