@@ -101,7 +101,18 @@ fn http(port: u16, request: &str) -> String {
 
 #[test]
 fn serve_answers_and_drains_on_sigterm() {
-    let mut child = cmd(&[])
+    serve_case("f32");
+}
+
+#[test]
+fn serve_in_bf16_names_its_kernel() {
+    serve_case("bf16");
+}
+
+/// `taiyi --precision PRECISION serve` on the tiny towers: healthy, `/info` names the precision
+/// (and the bf16 kernel), embeddings answered, SIGTERM drains and exits 0.
+fn serve_case(precision: &str) {
+    let mut child = cmd(&["--precision", precision])
         .args([
             "serve",
             "--text-model",
@@ -137,6 +148,20 @@ fn serve_answers_and_drains_on_sigterm() {
         assert!(r.starts_with("HTTP/1.1 503"), "{r}");
         assert!(start.elapsed() < Duration::from_secs(120), "never healthy");
         std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = http(
+        port,
+        "GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(info["precision"], precision);
+    match precision {
+        "bf16" => assert!(
+            matches!(info["cpu_kernel"].as_str(), Some("avx512bf16" | "f32")),
+            "{info}"
+        ),
+        _ => assert_eq!(info["cpu_kernel"], serde_json::Value::Null),
     }
     let body = r#"{"input": ["一只猫", "一只狗"]}"#;
     let r = http(

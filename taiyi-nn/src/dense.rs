@@ -8,6 +8,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use crate::Activation;
 use crate::bf16::{KernelError, PackedBf16};
 
 /// Configuration of a [`Dense`] layer (initialised as burn's `Linear`).
@@ -70,7 +71,8 @@ impl<B: Backend> Dense<B> {
     /// `x`: `[rows, in]` → `[rows, out]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         #[cfg(feature = "flex")]
-        let x = match crate::flex::dense(self.packed.as_deref(), &self.weight, &self.bias, x) {
+        let x = match crate::flex::dense(self.packed.as_deref(), &self.weight, &self.bias, x, false)
+        {
             Ok(y) => return y,
             Err(x) => x,
         };
@@ -79,6 +81,26 @@ impl<B: Backend> Dense<B> {
             Some(bias) => y + bias.val().unsqueeze_dim(0),
             None => y,
         }
+    }
+
+    /// `activation(self.forward(x))`; when prepacked (Flex) and `activation` is exact GELU, the
+    /// kernel applies it to each output tile as it stores it (the same values, one pass over
+    /// the output less).
+    ///
+    /// # Shapes
+    /// `x`: `[rows, in]` → `[rows, out]`.
+    pub fn forward_then(&self, x: Tensor<B, 2>, activation: Activation) -> Tensor<B, 2> {
+        #[cfg(feature = "flex")]
+        let x = match (&self.packed, activation) {
+            (Some(packed), Activation::Gelu) => {
+                match crate::flex::dense(Some(packed), &self.weight, &self.bias, x, true) {
+                    Ok(y) => return y,
+                    Err(x) => x,
+                }
+            }
+            _ => x,
+        };
+        activation.forward(self.forward(x))
     }
 
     /// The bf16 weight, when prepacked.

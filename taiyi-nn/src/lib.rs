@@ -24,4 +24,4 @@ pub use activation::Activation;
 pub use attention::{AttentionKernel, attend, merge_heads, sdpa, split_heads, split_qkv};
 pub use bf16::{CpuKernel, KernelError};
 pub use dense::{Dense, DenseConfig, DenseFormat};
-pub use linear::linear_rows;
+pub use linear::{linear_rows, linear_rows_then};

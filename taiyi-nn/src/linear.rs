@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::Dense;
+use crate::{Activation, Dense};
 
 /// `layer` applied to every token row of `x` as ONE `[batch * tokens, in] × [in, out]` gemm.
 ///
@@ -17,6 +17,24 @@ pub fn linear_rows<B: Backend>(layer: &Dense<B>, x: Tensor<B, 3>) -> Tensor<B, 3
     let [batch, tokens, width] = x.dims();
     reshape_rows(
         layer.forward(x.reshape([batch * tokens, width])),
+        batch,
+        tokens,
+    )
+}
+
+/// `activation(layer(x))` over token rows as one gemm ([`Dense::forward_then`]: fused into the
+/// bf16 kernel for exact GELU).
+///
+/// # Shapes
+/// `x`: `[batch, tokens, in]` → `[batch, tokens, out]`.
+pub fn linear_rows_then<B: Backend>(
+    layer: &Dense<B>,
+    x: Tensor<B, 3>,
+    activation: Activation,
+) -> Tensor<B, 3> {
+    let [batch, tokens, width] = x.dims();
+    reshape_rows(
+        layer.forward_then(x.reshape([batch * tokens, width]), activation),
         batch,
         tokens,
     )

@@ -121,7 +121,7 @@ def test_errors_are_python_exceptions(model, tmp_path):
     with pytest.raises(ValueError, match="wild"):
         taiyi.ClipModel(text_mode="wild")
     with pytest.raises(taiyi.TaiyiError, match="cpu"):
-        taiyi.ClipModel(precision="f16")  # the CPU backends run f32 only
+        taiyi.ClipModel(precision="f16")  # a GPU precision: the CPU runs f32 and bf16
     with pytest.raises(ValueError, match="template"):
         model.zero_shot(FIXTURE_IMAGES[:1], ["猫"], templates=["no placeholder"])
     lazy = taiyi.ClipModel(text_model=tmp_path / "no-text-dir", vision_model=VISION_FILE,
@@ -165,3 +165,19 @@ def test_repr_and_properties(model):
     assert taiyi.DEFAULT_TEMPLATE in taiyi.CHINESE_TEMPLATES
     assert isinstance(taiyi.__version__, str)
     assert make_image(0) == make_image(0)
+
+
+def test_bf16_on_the_cpu_equals_the_cli_and_keeps_the_f32_directions(model, tmp_path):
+    # precision="bf16": linear weights in bf16, f32 accumulation; the process's kernel named.
+    half = taiyi.ClipModel(text_model=TEXT_DIR, vision_model=VISION_FILE, vision_arch=ARCH,
+                           precision="bf16")
+    assert half.precision == "bf16" and half.cpu_kernel in ("avx512bf16", "f32")
+    assert model.cpu_kernel is None
+    got = half.encode_images(FIXTURE_IMAGES)
+    want = model.encode_images(FIXTURE_IMAGES)
+    cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert cos.min() >= 0.9999, cos
+    out = tmp_path / "bf16.npy"
+    run_cli("--precision", "bf16", "embed-text", "--text-model", TEXT_DIR, "--mode", "masked",
+            *TEXTS, "--out", out)
+    np.testing.assert_array_equal(bits(half.encode_texts(TEXTS)), bits(np.load(out)))

@@ -9,7 +9,10 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, bf16, f16};
-use taiyi_nn::{Activation, AttentionKernel, Dense, DenseConfig, KernelError, attend, linear_rows};
+use taiyi_nn::{
+    Activation, AttentionKernel, Dense, DenseConfig, KernelError, attend, linear_rows,
+    linear_rows_then,
+};
 
 use crate::{BertConfig, TextError};
 
@@ -137,7 +140,7 @@ impl<B: Backend> BertLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let ctx = self.attention.self_attn.forward(x.clone(), bias);
         let a = self.attention.output.forward(ctx, x);
-        let i = Activation::Gelu.forward(linear_rows(&self.intermediate.dense, a.clone()));
+        let i = linear_rows_then(&self.intermediate.dense, a.clone(), Activation::Gelu);
         self.output.forward(i, a)
     }
 }

@@ -6,7 +6,8 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use taiyi_nn::{
-    Activation, AttentionKernel, Dense, DenseConfig, KernelError, attend, linear_rows, split_qkv,
+    Activation, AttentionKernel, Dense, DenseConfig, KernelError, attend, linear_rows,
+    linear_rows_then, split_qkv,
 };
 
 use crate::VisionError;
@@ -56,7 +57,7 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `x`: `[batch, tokens, width]` → `[batch, tokens, width]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = self.activation.forward(linear_rows(&self.c_fc, x));
+        let h = linear_rows_then(&self.c_fc, x, self.activation);
         linear_rows(&self.c_proj, h)
     }
 }

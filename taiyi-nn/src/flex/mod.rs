@@ -57,14 +57,16 @@ pub(crate) fn gelu<B: Backend, const D: usize>(
     }
 }
 
-/// A [`crate::Dense`] layer on `[rows, in]` Flex data: the bf16 kernel when `packed` (f32
-/// rows, cast first when they are not), else one f32 gemm with the bias added on rayon;
-/// `Err(x)` untouched for any other backend, or for an f32 layer given other dtypes.
+/// A [`crate::Dense`] layer on `[rows, in]` Flex data, then exact GELU when `gelu`: the bf16
+/// kernel when `packed` (f32 rows, cast first when they are not; GELU applied as each output
+/// tile is stored), else one f32 gemm with the bias added on rayon; `Err(x)` untouched for any
+/// other backend, or for an f32 layer given other dtypes.
 pub(crate) fn dense<B: Backend>(
     packed: Option<&PackedBf16>,
     weight: &Param<Tensor<B, 2>>,
     bias: &Option<Param<Tensor<B, 1>>>,
     x: Tensor<B, 2>,
+    gelu: bool,
 ) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
     let (Some(mat), Some(vec)) = (AsFlex::<B, 2>::new(), AsFlex::<B, 1>::new()) else {
         return Err(x);
@@ -74,7 +76,7 @@ pub(crate) fn dense<B: Backend>(
         Some(packed) => {
             let bias = bias.map(|b| vec.to_flex(b.cast(DType::F32)));
             let rows = mat.to_flex(x.clone().cast(DType::F32));
-            bf16::linear(&rows, packed, bias.as_ref())
+            bf16::linear(&rows, packed, bias.as_ref(), gelu)
         }
         None => {
             let weight = weight.val();
@@ -83,6 +85,7 @@ pub(crate) fn dense<B: Backend>(
             }
             let bias = bias.map(|b| vec.to_flex(b));
             linear::linear(&mat.to_flex(x.clone()), &mat.to_flex(weight), bias.as_ref())
+                .map(|y| if gelu { elementwise::gelu(y) } else { y })
         }
     };
     y.map(|y| mat.to_tensor(y)).ok_or(x)

@@ -25,14 +25,16 @@ const NP: usize = 2;
 /// Products of at least this many multiply-adds run on rayon.
 const PARALLEL_WORK: usize = 1 << 21;
 
-/// `out = a · w (+ bias)`: `a` the bf16 bits of `m` rows of `2 · w.pairs()` (zero-padded),
-/// `out` row-major `[m, w.n()]`, overwritten. `None` (nothing written) when a length
-/// disagrees or this CPU lacks AVX512_BF16.
+/// `out = a · w (+ bias)`, then exact GELU when `gelu` (applied to each tile as it is stored,
+/// while it is in L1): `a` the bf16 bits of `m` rows of `2 · w.pairs()` (zero-padded), `out`
+/// row-major `[m, w.n()]`, overwritten. `None` (nothing written) when a length disagrees or
+/// this CPU lacks AVX512_BF16.
 pub(super) fn gemm(
     a: &[u16],
     m: usize,
     w: &PackedBf16,
     bias: Option<&[f32]>,
+    gelu: bool,
     out: &mut [f32],
 ) -> Option<()> {
     let (n, pairs, panels) = (w.n(), w.pairs(), w.panels());
@@ -66,6 +68,7 @@ pub(super) fn gemm(
                 pairs,
                 bias: bias.map(|bias| &bias[c0..c0 + cols]),
                 cols,
+                gelu,
             };
             // SAFETY: `dst` points at `out`, `m · n` f32 that outlive this call (the parallel
             // loop below finishes before `gemm` returns). This tile writes rows r0..r0+rows
@@ -117,6 +120,8 @@ struct Tile<'a> {
     bias: Option<&'a [f32]>,
     /// Valid output columns (≤ np · 16; the rest are the last panel's padding).
     cols: usize,
+    /// Whether to apply exact GELU to the stored tile.
+    gelu: bool,
 }
 
 impl Tile<'_> {
@@ -193,6 +198,17 @@ impl Tile<'_> {
                         mask,
                         _mm512_add_ps(row[j], bias),
                     );
+                }
+            }
+        }
+        if self.gelu {
+            for i in 0..R {
+                // SAFETY: row i < R of the tile, its `cols` columns: inside the region the
+                // caller made `c` valid for, written just above, borrowed by no one else.
+                let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), self.cols) };
+                // Compiled here with AVX-512 enabled: the loop vectorises.
+                for v in row {
+                    *v = crate::flex::gelu::gelu(*v);
                 }
             }
         }

@@ -18,7 +18,8 @@ use super::elementwise::{add_bias_rows, from_vec};
 use super::gemm::{Mat, matmul_into};
 use crate::bf16::{CpuKernel, PackedBf16};
 
-/// `x · w (+ bias)` with the process's kernel; `None` when the shapes disagree.
+/// `x · w (+ bias)` with the process's kernel, then exact GELU when `gelu`; `None` when the
+/// shapes disagree.
 ///
 /// # Shapes
 /// `x`: `[rows, k]` f32 (any strides), `w`: `[k, n]`, `bias`: `[n]` f32 → `[rows, n]` f32.
@@ -26,6 +27,7 @@ pub(crate) fn linear(
     x: &FlexTensor,
     w: &PackedBf16,
     bias: Option<&FlexTensor>,
+    gelu: bool,
 ) -> Option<FlexTensor> {
     let contiguous;
     let a = match Mat::of(x) {
@@ -43,18 +45,20 @@ pub(crate) fn linear(
     // A forced kernel this CPU lacks was refused when the weight was packed.
     let kernel = CpuKernel::selected().unwrap_or(CpuKernel::F32);
     let mut y = vec![0.0f32; a.rows.checked_mul(w.n())?];
-    matmul(kernel, a, w, bias, &mut y)?;
+    matmul(kernel, a, w, bias, gelu, &mut y)?;
     Some(from_vec(y, vec![a.rows, w.n()]))
 }
 
-/// `out = a · w (+ bias)` by `kernel`, `out` row-major `[a.rows, w.n()]` (overwritten). `None`
-/// (nothing written) when the shapes disagree, `a` does not fit its slice, or the CPU lacks
-/// the kernel's instructions.
+/// `out = a · w (+ bias)` by `kernel`, then exact GELU when `gelu` (the same values as GELU
+/// applied afterwards); `out` row-major `[a.rows, w.n()]` (overwritten). `None` (nothing
+/// written) when the shapes disagree, `a` does not fit its slice, or the CPU lacks the
+/// kernel's instructions.
 pub(crate) fn matmul(
     kernel: CpuKernel,
     a: Mat<'_>,
     w: &PackedBf16,
     bias: Option<&[f32]>,
+    gelu: bool,
     out: &mut [f32],
 ) -> Option<()> {
     let (m, k, n) = (a.rows, a.cols, w.n());
@@ -85,12 +89,15 @@ pub(crate) fn matmul(
             if let Some(bias) = bias {
                 add_bias_rows(out, bias);
             }
+            if gelu {
+                out.par_chunks_mut(1 << 14).for_each(super::gelu::apply);
+            }
             Some(())
         }
         #[cfg(target_arch = "x86_64")]
         CpuKernel::Avx512Bf16 => {
             let bits = rows_bf16(a, 2 * w.pairs())?;
-            avx512::gemm(&bits, m, w, bias, out)
+            avx512::gemm(&bits, m, w, bias, gelu, out)
         }
         #[cfg(not(target_arch = "x86_64"))]
         CpuKernel::Avx512Bf16 => None,

@@ -9,6 +9,8 @@
 //!   to nearest moves each input by ≤ 2⁻⁸ relative and each product by ≤ 2⁻⁷ + 2⁻¹⁶
 //!   relative: `(2⁻⁷ + 2⁻¹⁶) · s`, plus both sides' f32 accumulation, `2 · (k + 2) · 2⁻²⁴ · s`.
 
+#![allow(clippy::expect_used, clippy::panic)]
+
 use super::matmul;
 use crate::bf16::{CpuKernel, PackedBf16, bf16_bits, bf16_value};
 use crate::flex::gemm::{Mat, matmul_into};
@@ -129,6 +131,7 @@ fn check(m: usize, k: usize, n: usize, layout: usize, with_bias: bool) {
             strided.mat(m, k),
             &packed,
             bias.as_deref(),
+            false,
             &mut out,
         )
         .unwrap_or_else(|| panic!("{kernel} refused {m}x{k}x{n}"));
@@ -204,14 +207,22 @@ fn refuses_mismatched_shapes() {
         let mut out = [0.0f32; 6];
         // k = 4 against a k = 2 weight; a wrong output length; a short bias; a matrix past
         // its slice.
-        assert!(matmul(kernel, mat(1, 4), &packed, None, &mut out[..3]).is_none());
-        assert!(matmul(kernel, mat(2, 2), &packed, None, &mut out[..5]).is_none());
-        assert!(matmul(kernel, mat(2, 2), &packed, Some(&[0.0; 2]), &mut out).is_none());
-        assert!(matmul(kernel, mat(3, 2), &packed, None, &mut [0.0; 9]).is_none());
+        assert!(matmul(kernel, mat(1, 4), &packed, None, false, &mut out[..3]).is_none());
+        assert!(matmul(kernel, mat(2, 2), &packed, None, false, &mut out[..5]).is_none());
+        assert!(matmul(kernel, mat(2, 2), &packed, Some(&[0.0; 2]), false, &mut out).is_none());
+        assert!(matmul(kernel, mat(3, 2), &packed, None, false, &mut [0.0; 9]).is_none());
         // Zero rows: nothing to do.
-        assert!(matmul(kernel, mat(0, 2), &packed, None, &mut []).is_some());
+        assert!(matmul(kernel, mat(0, 2), &packed, None, false, &mut []).is_some());
         // Known values: [1, 1] · ones(2, 3) + [1, 2, 3].
-        matmul(kernel, mat(2, 2), &packed, Some(&[1.0, 2.0, 3.0]), &mut out).expect("fits");
+        matmul(
+            kernel,
+            mat(2, 2),
+            &packed,
+            Some(&[1.0, 2.0, 3.0]),
+            false,
+            &mut out,
+        )
+        .expect("fits");
         assert_eq!(out, [3.0, 4.0, 5.0, 3.0, 4.0, 5.0], "{kernel}");
     }
 }
@@ -231,7 +242,7 @@ fn special_values_propagate() {
     };
     for kernel in kernels() {
         let mut out = [0.0f32; 4];
-        matmul(kernel, mat, &packed, None, &mut out).expect("fits");
+        matmul(kernel, mat, &packed, None, false, &mut out).expect("fits");
         assert!(out[0].is_nan() && out[1].is_nan(), "{kernel}: {out:?}");
         assert!(
             out[2] == f32::INFINITY && out[3].is_nan(),
@@ -278,6 +289,37 @@ fn row_conversion_is_halfs_rounding() {
             assert!(bf16_value(*b).is_nan(), "{x}");
         } else {
             assert_eq!(*b, want, "{x}");
+        }
+    }
+}
+
+#[test]
+fn fused_gelu_is_gelu_of_the_product() {
+    // The kernels' GELU epilogue gives bit for bit what the f32 GELU gives on their output.
+    let (m, k, n) = (29, 40, 50);
+    let a = values(m * k, 3);
+    let w = values(k * n, 4);
+    let bias = values(n, 5);
+    let packed = PackedBf16::from_f32(&w, k, n).expect("length");
+    let mat = Mat {
+        data: &a,
+        offset: 0,
+        rows: m,
+        cols: k,
+        row_stride: k,
+        col_stride: 1,
+    };
+    for kernel in kernels() {
+        let mut plain = vec![0.0f32; m * n];
+        matmul(kernel, mat, &packed, Some(&bias), false, &mut plain).expect("fits");
+        let mut fused = vec![0.0f32; m * n];
+        matmul(kernel, mat, &packed, Some(&bias), true, &mut fused).expect("fits");
+        for (f, p) in fused.iter().zip(&plain) {
+            assert_eq!(
+                f.to_bits(),
+                crate::flex::gelu::gelu(*p).to_bits(),
+                "{kernel}"
+            );
         }
     }
 }
