@@ -272,7 +272,10 @@ mod tests {
         let a = [1.0, 0.0, 0.0, 2.0];
         assert_eq!(min_row_cosine(&a, &[2.0, 0.0, 0.0, 1.0], 2), Some(1.0));
         let c = min_row_cosine(&a, &[1.0, 1.0, 0.0, 1.0], 2);
-        assert!(c.is_some_and(|c| (c - 0.5f64.sqrt()).abs() < 1e-12), "{c:?}");
+        assert!(
+            c.is_some_and(|c| (c - 0.5f64.sqrt()).abs() < 1e-12),
+            "{c:?}"
+        );
         assert_eq!(min_row_cosine(&a, &[0.0; 4], 2), None);
         assert_eq!(min_row_cosine(&a, &[1.0; 3], 2), None);
     }

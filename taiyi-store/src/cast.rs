@@ -44,9 +44,38 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
         }
         DType::F64 => scan(data.as_slice::<f64>().ok()?, |x| x),
         DType::F16 => scan(data.as_slice::<f16>().ok()?, f64::from),
-        DType::BF16 => scan(data.as_slice::<bf16>().ok()?, f64::from),
+        // Loaded for the CPU's bf16 kernels: every linear weight, so in chunks on rayon and on
+        // the exponent bits (all ones: ±∞ or NaN), a loop the compiler vectorises.
+        DType::BF16 => {
+            const CHUNK: usize = 1 << 16;
+            let v = data.as_slice::<bf16>().ok()?;
+            let bad = |x: &bf16| x.to_bits() & 0x7f80 == 0x7f80;
+            let chunk = v
+                .par_chunks(CHUNK)
+                .position_first(|c| c.iter().fold(false, |any, x| any | bad(x)))?;
+            let i = chunk * CHUNK + v[chunk * CHUNK..].iter().position(bad)?;
+            Some((i, f64::from(v[i])))
+        }
         _ => None,
     }
+}
+
+/// An f32 tensor rounded to bf16 (to nearest even, as `half` and PyTorch round), in chunks on
+/// rayon: burn's `convert_dtype` converts one element at a time on the calling thread, and the
+/// CPU's bf16 path casts every linear weight of both towers while loading.
+fn to_bf16(data: &TensorData) -> TensorData {
+    let Ok(v) = data.as_slice::<f32>() else {
+        return data.clone().convert_dtype(DType::BF16);
+    };
+    let mut out = vec![bf16::ZERO; v.len()];
+    out.par_chunks_mut(1 << 16)
+        .zip(v.par_chunks(1 << 16))
+        .for_each(|(dst, src)| {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = bf16::from_f32(*s);
+            }
+        });
+    TensorData::new(out, data.shape.clone())
 }
 
 /// Casts floating-point tensors to one dtype (the weights of linear layers to another, when
@@ -113,7 +142,10 @@ impl ModuleAdapter for CastFloat {
             // Only a narrowing cast (to f16/bf16) can overflow: keep the source for the report.
             let narrowing = target.size() < data.dtype.size() || target == DType::F16;
             let source = narrowing.then(|| data.clone());
-            let cast = data.convert_dtype(target);
+            let cast = match (data.dtype, target) {
+                (DType::F32, DType::BF16) => to_bf16(&data),
+                _ => data.convert_dtype(target),
+            };
             if let Some((i, _)) = first_non_finite(&cast) {
                 let stored = source
                     .map(|d| d.convert_dtype(DType::F64))

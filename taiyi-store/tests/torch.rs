@@ -186,3 +186,83 @@ fn non_finite_weights_are_errors_naming_the_key() {
     let got = loaded.weight.val().into_data().into_vec::<f32>().unwrap();
     assert_eq!(got, vec![0.25; 6]);
 }
+
+#[derive(Module, Debug)]
+struct Mixed<B: Backend> {
+    lin: burn::nn::Linear<B>,
+    other: Param<Tensor<B, 2>>,
+}
+
+fn mixed() -> Mixed<B> {
+    Mixed {
+        lin: burn::nn::LinearConfig::new(2, 3).init(&Default::default()),
+        other: Param::from_tensor(Tensor::zeros([2, 3], &Default::default())),
+    }
+}
+
+fn named(name: &str, values: Vec<f32>, shape: [usize; 2]) -> TensorSnapshot {
+    TensorSnapshot::from_data(
+        TensorData::new(values, shape),
+        name.split('.').map(String::from).collect(),
+        Vec::new(),
+        ParamId::new(),
+    )
+}
+
+#[test]
+fn linear_weights_take_their_own_dtype() {
+    // PyTorch layout [out, in]: 1 + 2^-8 rounds to 1 in bf16 (ties to even); the bias and the
+    // other parameter stay f32, exactly.
+    let lin = vec![1.0 + 1.0 / 256.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let bias = TensorSnapshot::from_data(
+        TensorData::new(vec![0.1f32, 0.2, 0.3], [3]),
+        vec!["lin".into(), "bias".into()],
+        Vec::new(),
+        ParamId::new(),
+    );
+    let other = vec![1.0 + 1.0 / 256.0; 6];
+    let ckpt = Checkpoint::from_snapshots(
+        "mem",
+        [
+            named("lin.weight", lin, [3, 2]),
+            bias,
+            named("other", other.clone(), [2, 3]),
+        ],
+    );
+    let m = ckpt
+        .load_into_with_dtypes::<B, _>(mixed(), &LoadSpec::default(), DType::F32, DType::BF16)
+        .unwrap();
+    let w = m.lin.weight.val();
+    assert_eq!(w.dtype(), DType::BF16);
+    assert_eq!(w.dims(), [2, 3], "transposed to burn's [in, out]");
+    let w: Vec<f32> = w.cast(DType::F32).into_data().into_vec::<f32>().unwrap();
+    assert_eq!(w, vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    let b = m.lin.bias.as_ref().unwrap().val();
+    assert_eq!(b.dtype(), DType::F32);
+    assert_eq!(
+        b.into_data().into_vec::<f32>().unwrap(),
+        vec![0.1, 0.2, 0.3]
+    );
+    assert_eq!(m.other.val().dtype(), DType::F32);
+    assert_eq!(m.other.val().into_data().into_vec::<f32>().unwrap(), other);
+
+    // Finite in f32, beyond bf16's range: the cast would make it infinite.
+    let ckpt = Checkpoint::from_snapshots(
+        "mem",
+        [named(
+            "lin.weight",
+            vec![0.0, 0.0, 3.4e38, 0.0, 0.0, 0.0],
+            [3, 2],
+        )],
+    );
+    match ckpt.load_into_with_dtypes::<B, _>(mixed(), &LoadSpec::default(), DType::F32, DType::BF16)
+    {
+        Err(StoreError::NonFinite {
+            key,
+            index: 2,
+            overflow: Some(DType::BF16),
+            ..
+        }) => assert_eq!(key, "lin.weight"),
+        other => panic!("{other:?}"),
+    }
+}
