@@ -8,11 +8,15 @@
 #     page cache dropped, scaled to the used bytes).
 # For each image-tower file: open_clip_model.safetensors and open_clip_pytorch_model.bin.
 #
+# A second argument runs every command at that precision (`bf16`: the CPU's bf16 path, whose
+# linear weights are read as bf16 and packed at load).
+#
 #   cargo build --release -p taiyi-cli
-#   scripts/bench_load.sh [path/to/taiyi]      (prints a markdown table)
+#   scripts/bench_load.sh [path/to/taiyi] [f32|bf16]     (prints a markdown table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 taiyi="${1:-target/release/taiyi}"
+precision="${2:-f32}"
 py="${TAIYI_VENV:-/work/.venv}/bin/python"
 text=fixtures/full/text
 labels=(一只猫 一只狗 两只猫 两只老虎 一只老虎)
@@ -57,7 +61,7 @@ read_s() {
   echo "$t1 - $t0" | bc -l
 }
 
-echo "taiyi: $taiyi ($(date -u +%F), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB)"
+echo "taiyi: $taiyi --precision $precision ($(date -u +%F), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB)"
 echo
 echo "| image-tower file | used weights | peak RSS (model-card job) | RSS / used | cold load text + image | disk read of the used bytes | load / read |"
 echo "|---|---|---|---|---|---|---|"
@@ -65,14 +69,14 @@ for vision in fixtures/full/vision/open_clip_model.safetensors fixtures/full/vis
   read -r tb vb < <(used "$text" "$vision")
   usedb=$((tb + vb))
   log=$(mktemp)
-  /usr/bin/time -v "$taiyi" zero-shot --text-model "$text" --vision-model "$vision" \
+  /usr/bin/time -v "$taiyi" --precision "$precision" zero-shot --text-model "$text" --vision-model "$vision" \
     --image "$image" "${labels[@]}" >/dev/null 2>"$log"
   rss_kb=$(awk -F: '/Maximum resident set size/{gsub(/ /,"",$2); print $2}' "$log")
   rm -f "$log"
   rss=$((rss_kb * 1024))
   if [ "$cold" = 1 ]; then
     drop
-    json=$("$taiyi" bench --tower both --text-model "$text" --vision-model "$vision" \
+    json=$("$taiyi" --precision "$precision" bench --tower both --text-model "$text" --vision-model "$vision" \
       --batch 1 --seq 16 --iters 1 --json)
     load=$(echo "$json" | "$py" -c 'import json,sys; j=json.load(sys.stdin); print(j["text"]["load_s"] + j["image"]["load_s"])')
     # Disk throughput on these very files, scaled to the bytes used.

@@ -168,7 +168,9 @@ impl Checkpoint {
         }
         let cast = CastFloat::new(float_dtype, linear_dtype);
         // Scan and cast first, so a non-finite value's index is the stored (row-major) one.
-        let adapter = cast.clone().chain(TorchLayout);
+        let adapter = cast.clone().chain(TorchLayout {
+            bf16_linear: linear_dtype == DType::BF16,
+        });
         // The disk reads what the module takes, in the order it takes it, while the load works
         // on what it has read.
         let mut ahead: Vec<(usize, Extent)> = snapshots

@@ -60,6 +60,19 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
     }
 }
 
+/// The first f32 value (finite) that rounds to ±∞ in bf16: |x| ≥ 0x7F7F8000 as bits (half
+/// way between bf16's largest finite value and 2¹²⁸; ties go to the even, infinite, side).
+fn first_beyond_bf16(data: &TensorData) -> Option<(usize, f64)> {
+    const CHUNK: usize = 1 << 16;
+    let v = data.as_slice::<f32>().ok()?;
+    let beyond = |x: &f32| x.to_bits() & 0x7fff_ffff >= 0x7f7f_8000;
+    let chunk = v
+        .par_chunks(CHUNK)
+        .position_first(|c| c.iter().fold(false, |any, x| any | beyond(x)))?;
+    let i = chunk * CHUNK + v[chunk * CHUNK..].iter().position(beyond)?;
+    Some((i, f64::from(v[i])))
+}
+
 /// An f32 tensor rounded to bf16 (to nearest even, as `half` and PyTorch round), in chunks on
 /// rayon: burn's `convert_dtype` converts one element at a time on the calling thread, and the
 /// CPU's bf16 path casts every linear weight of both towers while loading.
@@ -107,14 +120,13 @@ impl CastFloat {
 
 impl ModuleAdapter for CastFloat {
     fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
-        let target = if crate::layout::is_linear_weight(snapshot) {
-            self.linear
-        } else {
-            self.target
-        };
+        let linear = crate::layout::is_linear_weight(snapshot);
+        let target = if linear { self.linear } else { self.target };
         if !snapshot.dtype.is_float() {
             return snapshot.clone();
         }
+        // f32 linear weights for bf16: left f32 here, rounded in the transpose that follows.
+        let fused = linear && target == DType::BF16 && snapshot.dtype == DType::F32;
         let read = snapshot.clone_data_fn();
         let found = Arc::clone(&self.found);
         let key = snapshot.full_path();
@@ -135,6 +147,13 @@ impl ModuleAdapter for CastFloat {
             };
             if let Some((i, v)) = first_non_finite(&data) {
                 return Err(report(i, v, None));
+            }
+            if fused {
+                // Rounded to bf16 by the transpose (`TorchLayout`): only the overflow to check.
+                if let Some((i, v)) = first_beyond_bf16(&data) {
+                    return Err(report(i, v, Some(DType::BF16)));
+                }
+                return Ok(data);
             }
             if data.dtype == target {
                 return Ok(data);
@@ -157,7 +176,7 @@ impl ModuleAdapter for CastFloat {
         };
         TensorSnapshot::from_closure(
             Rc::new(cast),
-            target,
+            if fused { DType::F32 } else { target },
             snapshot.shape.clone(),
             snapshot.path_stack.clone().unwrap_or_default(),
             snapshot.container_stack.clone().unwrap_or_default(),

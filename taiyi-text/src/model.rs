@@ -272,6 +272,27 @@ impl<B: Backend> BertModel<B> {
         self.pooler.dense.prepack_bf16()
     }
 
+    /// Weights held prepacked in bf16 (elements; 0 unless [`Self::prepack_bf16`] ran).
+    pub fn packed_params(&self) -> usize {
+        self.encoder
+            .layer
+            .iter()
+            .flat_map(|l| {
+                let a = &l.attention;
+                [
+                    &a.self_attn.query,
+                    &a.self_attn.key,
+                    &a.self_attn.value,
+                    &a.output.dense,
+                    &l.intermediate.dense,
+                    &l.output.dense,
+                ]
+            })
+            .chain([&self.pooler.dense])
+            .filter_map(|d| d.packed().map(|p| p.k() * p.n()))
+            .sum()
+    }
+
     /// Random-init model for `config` (see [`BertConfig::init`]); validates the config.
     pub fn new(config: &BertConfig, device: &B::Device) -> Result<Self, TextError> {
         config.validate()?;

@@ -76,9 +76,20 @@ impl<B: Backend> VisionTransformer<B> {
         config: &VisionConfig,
         device: &B::Device,
     ) -> Result<LoadedVision<B>, VisionError> {
+        Self::load_open_clip_as(path, config, device, DenseFormat::Float)
+    }
+
+    /// [`VisionTransformer::load_open_clip`] with the blocks' linear weights held as `format`
+    /// says ([`DenseFormat::PackedBf16`]: read as bf16 and prepacked for the CPU kernels).
+    pub fn load_open_clip_as(
+        path: impl AsRef<Path>,
+        config: &VisionConfig,
+        device: &B::Device,
+        format: DenseFormat,
+    ) -> Result<LoadedVision<B>, VisionError> {
         config.validate()?;
         let ckpt = Checkpoint::open(path)?;
-        Self::load_from_checkpoint(ckpt, config, device)
+        Self::load_from_checkpoint_as(ckpt, config, device, format)
     }
 
     /// [`VisionTransformer::load_open_clip`] from an already opened [`Checkpoint`].

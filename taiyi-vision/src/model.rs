@@ -189,12 +189,33 @@ impl<B: Backend> VisionTransformer<B> {
     /// On any backend but burn's `Flex`, or when the process's bf16 kernel cannot run.
     pub fn prepack_bf16(&mut self) -> Result<(), KernelError> {
         for block in &mut self.transformer.resblocks {
-            block.attn.in_proj.prepack_bf16()?;
-            block.attn.out_proj.prepack_bf16()?;
-            block.mlp.c_fc.prepack_bf16()?;
-            block.mlp.c_proj.prepack_bf16()?;
+            for dense in [
+                &mut block.attn.in_proj,
+                &mut block.attn.out_proj,
+                &mut block.mlp.c_fc,
+                &mut block.mlp.c_proj,
+            ] {
+                dense.prepack_bf16()?;
+            }
         }
         Ok(())
+    }
+
+    /// Weights held prepacked in bf16 (elements; 0 unless [`Self::prepack_bf16`] ran).
+    pub fn packed_params(&self) -> usize {
+        self.transformer
+            .resblocks
+            .iter()
+            .flat_map(|b| {
+                [
+                    &b.attn.in_proj,
+                    &b.attn.out_proj,
+                    &b.mlp.c_fc,
+                    &b.mlp.c_proj,
+                ]
+            })
+            .filter_map(|d| d.packed().map(|p| p.k() * p.n()))
+            .sum()
     }
 
     /// Choose how attention scores are computed (see [`AttentionKernel`]; the default is the

@@ -223,15 +223,17 @@ fn time_forward<B: Backend>(
     })
 }
 
-/// The f32 output of `forward` on the host, when the run is to hold bf16 weights (taken before
-/// they are packed, for the cosine of the bf16 output to it).
+/// The f32 output of `forward` on the host, when the run is to hold bf16 weights that are not
+/// packed yet (random weights: built in f32, packed after this, for the cosine of the bf16
+/// output to it; checkpoint weights are packed by the loader, without an f32 copy).
 fn f32_reference<B: Backend>(
     weights: DenseFormat,
+    packed: bool,
     forward: impl Fn() -> Tensor<B, 2>,
 ) -> Result<Option<Vec<f32>>, CliError> {
     match weights {
-        DenseFormat::PackedBf16 => Ok(Some(taiyi_core::to_vec(forward())?)),
-        DenseFormat::Float => Ok(None),
+        DenseFormat::PackedBf16 if !packed => Ok(Some(taiyi_core::to_vec(forward())?)),
+        _ => Ok(None),
     }
 }
 
@@ -264,8 +266,10 @@ impl BenchArgs {
             timed::<B, _>(device, || {
                 let (model, name, weights) = match &self.text_model {
                     Some(dir) => {
-                        let (m, _) = BertModel::<B>::from_pretrained_dir(dir, device)
-                            .map_err(ClipError::from)?;
+                        // As a user's run loads it (bf16: read as bf16 and packed).
+                        let (m, _) =
+                            BertModel::<B>::from_pretrained_dir_as(dir, device, self.weights)
+                                .map_err(ClipError::from)?;
                         (m, "bert".to_string(), dir.display().to_string())
                     }
                     None => {
@@ -277,12 +281,8 @@ impl BenchArgs {
                         (m, name.to_string(), "random".to_string())
                     }
                 };
-                let (mut model, params, dtype) = materialize(model);
-                if self.weights == DenseFormat::PackedBf16 {
-                    model
-                        .prepack_bf16()
-                        .map_err(|e| ClipError::from(TextError::Bf16(e)))?;
-                }
+                let (model, params, dtype) = materialize(model);
+                let params = params + model.packed_params();
                 Ok((model, name, weights, params, self.param_dtype(dtype)))
             })?;
         let seq = self.seq;
@@ -297,7 +297,7 @@ impl BenchArgs {
             device,
         );
         let mask = Tensor::<B, 2, Int>::ones([batch, seq], device);
-        let reference = f32_reference::<B>(self.weights, || {
+        let reference = f32_reference::<B>(self.weights, model.packed_params() > 0, || {
             model.forward(ids.clone(), Some(mask.clone())).pooler_output
         })?;
         if reference.is_some() {
@@ -340,8 +340,14 @@ impl BenchArgs {
             timed::<B, _>(device, || {
                 let (model, weights) = match &self.vision_model {
                     Some(file) => {
-                        let loaded = VisionTransformer::<B>::load_open_clip(file, &config, device)
-                            .map_err(ClipError::from)?;
+                        // As a user's run loads it (bf16: read as bf16 and packed).
+                        let loaded = VisionTransformer::<B>::load_open_clip_as(
+                            file,
+                            &config,
+                            device,
+                            self.weights,
+                        )
+                        .map_err(ClipError::from)?;
                         (loaded.model, file.display().to_string())
                     }
                     None => (
@@ -350,6 +356,7 @@ impl BenchArgs {
                     ),
                 };
                 let (model, params, dtype) = materialize(model);
+                let params = params + model.packed_params();
                 Ok((model, weights, params, self.param_dtype(dtype)))
             })?;
         let size = model.image_size();
@@ -358,7 +365,9 @@ impl BenchArgs {
             Distribution::Normal(0.0, 1.0),
             device,
         );
-        let reference = f32_reference::<B>(self.weights, || model.forward(pixels.clone()))?;
+        let reference = f32_reference::<B>(self.weights, model.packed_params() > 0, || {
+            model.forward(pixels.clone())
+        })?;
         if reference.is_some() {
             let ((), pack_s) = timed::<B, _>(device, || {
                 model
