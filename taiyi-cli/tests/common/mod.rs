@@ -119,3 +119,22 @@ pub fn tiny_clip<'a>(command: &'a str, vision: &'a str, rest: &[&'a str]) -> Vec
     args.extend_from_slice(rest);
     args
 }
+
+/// A float32 `.npy` file: its shape and values (row-major).
+pub fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + len]).into_owned();
+    assert!(header.contains("'<f4'"), "{header}");
+    let shape = header.split('(').nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let values = bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (shape, values)
+}
