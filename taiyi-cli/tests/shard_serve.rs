@@ -16,8 +16,6 @@ use common::{TEXT, VISION_ST, cmd, npy_f32};
 
 const VISION: &str = VISION_ST;
 
-/// The `[rows, cols]` float32 values of a `.npy` written by taiyi.
-
 fn embed(out_dir: &Path, shard: Option<&str>) {
     let mut c = cmd(&[]);
     c.args([
