@@ -34,12 +34,8 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
         // The common case, in f32 itself (a loop the compiler vectorises), chunks on rayon: a
         // load scans every weight once.
         DType::F32 | DType::Flex32 => {
-            const CHUNK: usize = 1 << 16;
             let v = data.as_slice::<f32>().ok()?;
-            let chunk = v
-                .par_chunks(CHUNK)
-                .position_first(|c| !c.iter().fold(true, |ok, x| ok & x.is_finite()))?;
-            let i = chunk * CHUNK + v[chunk * CHUNK..].iter().position(|x| !x.is_finite())?;
+            let i = first_where(v, |x| !x.is_finite())?;
             Some((i, f64::from(v[i])))
         }
         DType::F64 => scan(data.as_slice::<f64>().ok()?, |x| x),
@@ -47,13 +43,8 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
         // Loaded for the CPU's bf16 kernels: every linear weight, so in chunks on rayon and on
         // the exponent bits (all ones: ±∞ or NaN), a loop the compiler vectorises.
         DType::BF16 => {
-            const CHUNK: usize = 1 << 16;
             let v = data.as_slice::<bf16>().ok()?;
-            let bad = |x: &bf16| x.to_bits() & 0x7f80 == 0x7f80;
-            let chunk = v
-                .par_chunks(CHUNK)
-                .position_first(|c| c.iter().fold(false, |any, x| any | bad(x)))?;
-            let i = chunk * CHUNK + v[chunk * CHUNK..].iter().position(bad)?;
+            let i = first_where(v, |x| x.to_bits() & 0x7f80 == 0x7f80)?;
             Some((i, f64::from(v[i])))
         }
         _ => None,
@@ -63,14 +54,20 @@ pub(crate) fn first_non_finite(data: &TensorData) -> Option<(usize, f64)> {
 /// The first f32 value (finite) that rounds to ±∞ in bf16: |x| ≥ 0x7F7F8000 as bits (half
 /// way between bf16's largest finite value and 2¹²⁸; ties go to the even, infinite, side).
 fn first_beyond_bf16(data: &TensorData) -> Option<(usize, f64)> {
-    const CHUNK: usize = 1 << 16;
     let v = data.as_slice::<f32>().ok()?;
-    let beyond = |x: &f32| x.to_bits() & 0x7fff_ffff >= 0x7f7f_8000;
+    let i = first_where(v, |x| x.to_bits() & 0x7fff_ffff >= 0x7f7f_8000)?;
+    Some((i, f64::from(v[i])))
+}
+
+/// The index of the first element for which `bad` holds: chunks on rayon, each scanned without
+/// an early exit (a loop the compiler vectorises), then the first chunk that has one searched.
+/// A load scans every weight this way.
+fn first_where<T: Sync>(v: &[T], bad: impl Fn(&T) -> bool + Sync) -> Option<usize> {
+    const CHUNK: usize = 1 << 16;
     let chunk = v
         .par_chunks(CHUNK)
-        .position_first(|c| c.iter().fold(false, |any, x| any | beyond(x)))?;
-    let i = chunk * CHUNK + v[chunk * CHUNK..].iter().position(beyond)?;
-    Some((i, f64::from(v[i])))
+        .position_first(|c| c.iter().fold(false, |any, x| any | bad(x)))?;
+    Some(chunk * CHUNK + v[chunk * CHUNK..].iter().position(&bad)?)
 }
 
 /// An f32 tensor rounded to bf16 (to nearest even, as `half` and PyTorch round), in chunks on
