@@ -57,6 +57,10 @@ pub enum SafetensorsError {
     /// The byte ranges do not tile the data section.
     #[error("{0}")]
     Layout(String),
+    /// The header names a tensor twice (a JSON object with a repeated key: readers that keep
+    /// one of them would load whichever they happen to keep).
+    #[error("duplicate tensor name '{0}' in the header")]
+    DuplicateName(String),
 }
 
 /// One header entry, as the format defines it.
@@ -138,13 +142,56 @@ pub(crate) fn read(path: &Path) -> Result<Tensors, SafetensorsError> {
     Ok(out)
 }
 
+/// The header's top-level object, every key kept once, and the first key that came twice
+/// (`serde_json` into a map keeps the last value of a repeated key without a word).
+struct HeaderObject {
+    entries: BTreeMap<String, serde_json::Value>,
+    duplicate: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for HeaderObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HeaderObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of tensor entries")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeaderObject, A::Error> {
+                let mut entries = BTreeMap::new();
+                let mut duplicate = None;
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    match entries.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(e) => {
+                            duplicate.get_or_insert_with(|| e.key().clone());
+                        }
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(value);
+                        }
+                    }
+                }
+                Ok(HeaderObject { entries, duplicate })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// Parse and check the header JSON against a data section of `data_len` bytes.
 fn parse_header(
     header: &[u8],
     data_len: u64,
 ) -> Result<BTreeMap<String, Located>, SafetensorsError> {
-    let raw: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(SafetensorsError::Header)?;
+    let raw: HeaderObject = serde_json::from_slice(header).map_err(SafetensorsError::Header)?;
+    if let Some(key) = raw.duplicate {
+        return Err(SafetensorsError::DuplicateName(key));
+    }
+    let raw = raw.entries;
     let mut tensors = BTreeMap::new();
     for (key, value) in raw {
         if key == "__metadata__" {
@@ -301,5 +348,26 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    /// A tensor named twice is reported as such (serde_json into a map keeps the last one,
+    /// which then looked like an offset error).
+    #[test]
+    fn a_duplicate_tensor_name_is_named() {
+        let json = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},
+            "b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]},
+            "a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let err = header(json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(err, "duplicate tensor name 'a' in the header");
+        // Also for the metadata key.
+        let json = r#"{"__metadata__":{},"__metadata__":{},
+            "a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}"#;
+        assert!(matches!(
+            header(json),
+            Err(SafetensorsError::DuplicateName(k)) if k == "__metadata__"
+        ));
     }
 }
