@@ -42,6 +42,16 @@ impl TextMode {
         }
     }
 
+    /// The most tokens (`[CLS]` and `[SEP]` included) a text keeps in this mode: the
+    /// tokenizer's `model_max_length`, the model's `max_positions`, and 77 in
+    /// [`TextMode::Fixed77`], whichever is smallest (at least 2, `[CLS]` + `[SEP]`). Longer
+    /// texts are truncated keeping `[SEP]` last. The one rule for every caller:
+    /// `TextEncoder` embeds these ids and `taiyi tokenize --mode` prints them.
+    pub fn max_tokens(&self, model_max_length: usize, max_positions: usize) -> usize {
+        let limit = model_max_length.min(max_positions);
+        self.pad_to().map_or(limit, |n| n.min(limit)).max(2)
+    }
+
     /// Whether the attention mask is passed to the encoder (only [`TextMode::Masked`]).
     pub fn uses_mask(&self) -> bool {
         matches!(self, TextMode::Masked)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use taiyi_core::TextMode;
 use taiyi_preprocess::tokenizer::{BertTokenizer, Padding, Truncation};
 
 use crate::args::TextsInput;
@@ -22,12 +23,20 @@ pub(crate) struct TokenizeArgs {
     /// HF model directory (vocab.txt + tokenizer_config.json).
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
-    /// Truncate to this many tokens, [SEP] kept last (default: the tokenizer's, 512).
+    /// Truncate to this many tokens, [SEP] kept last (default: what `embed-text` keeps in
+    /// --mode: the tokenizer's model_max_length, the model's positions from --model-dir's
+    /// config.json, 77 in fixed77, whichever is smallest).
     #[arg(long, value_name = "N")]
     max_length: Option<usize>,
-    /// Pad: `longest` (to the longest text given) or a number N (pad and truncate to N).
+    /// Pad: `longest` (to the longest text given) or a number N (pad and truncate to N)
+    /// (default: as --mode pads when it is given: card longest, fixed77 77, masked none;
+    /// else none).
     #[arg(long, value_name = "longest|N")]
     pad: Option<String>,
+    /// Print the ids that `embed-text --mode MODE` embeds for the same texts (its truncation
+    /// and padding; one call = one batch, as `embed-text` pads a call in card mode).
+    #[arg(long, value_enum)]
+    mode: Option<TextMode>,
     #[command(flatten)]
     input: TextsInput,
 }
@@ -39,12 +48,27 @@ pub(crate) fn run(a: TokenizeArgs) -> Result<(), CliError> {
         (None, None) => return Err(CliError::Usage("--vocab or --model-dir is required".into())),
     };
     let texts = a.input.collect()?;
-    let truncation = match a.max_length {
-        Some(n) => Truncation::MaxLength(n),
-        None => Truncation::ModelMax,
+    // The model's positions bound what embed-text keeps: known from --model-dir's config.json
+    // (a tokenizer-only folder has none).
+    let max_positions = match &a.model_dir {
+        Some(d) if d.join("config.json").exists() => {
+            taiyi_text::read_config(&d.join("config.json"))
+                .map_err(taiyi_core::ClipError::from)?
+                .max_position_embeddings
+        }
+        _ => usize::MAX,
     };
+    let mode = a.mode.unwrap_or(TextMode::ModelCard);
+    let truncation = Truncation::MaxLength(match a.max_length {
+        Some(n) => n,
+        None => mode.max_tokens(tok.options().max_length, max_positions),
+    });
     let padding = match a.pad.as_deref() {
-        None => None,
+        None => a.mode.and_then(|m| match m {
+            TextMode::ModelCard => Some(Padding::Longest),
+            TextMode::Fixed77 => Some(Padding::Fixed(TextMode::FIXED_LEN)),
+            TextMode::Masked => None,
+        }),
         Some("longest") => Some(Padding::Longest),
         Some(n) => Some(Padding::Fixed(n.parse::<usize>().map_err(|_| {
             CliError::Usage(format!("--pad must be `longest` or a number, got `{n}`"))

@@ -125,11 +125,14 @@ impl<B: Backend> TextEncoder<B> {
         &self.device
     }
 
-    /// The longest token sequence a text keeps: 77 in [`TextMode::Fixed77`], else the model's
-    /// positions (512); longer texts are truncated keeping `[SEP]` last.
-    fn max_tokens(&self) -> usize {
-        let max = self.model.max_positions();
-        self.mode.pad_to().map_or(max, |n| n.min(max))
+    /// The longest token sequence a text keeps ([`TextMode::max_tokens`]): the tokenizer's
+    /// `model_max_length`, the model's positions (512) and 77 in [`TextMode::Fixed77`],
+    /// whichever is smallest; longer texts are truncated keeping `[SEP]` last.
+    pub fn max_tokens(&self) -> usize {
+        self.mode.max_tokens(
+            self.tokenizer.options().max_length,
+            self.model.max_positions(),
+        )
     }
 
     /// Tokenize `texts`, truncated to [`Self::max_tokens`] and padded to the longest (the
@@ -146,8 +149,9 @@ impl<B: Backend> TextEncoder<B> {
     }
 
     /// Token ids and attention mask for `texts` as the mode pads them (the whole call in one
-    /// batch, no buckets), checked against the model's vocabulary and positions. Texts longer
-    /// than the model's 512 positions are truncated, keeping `[SEP]` last.
+    /// batch, no buckets), checked against the model's vocabulary and positions: the ids that
+    /// [`TextEncoder::encode`] embeds. Texts longer than [`TextEncoder::max_tokens`] are
+    /// truncated, keeping `[SEP]` last.
     ///
     /// # Shapes
     /// `texts.len() = n` → `ids`, `mask` `[n, seq]` (`seq` = 77 in [`TextMode::Fixed77`], the
