@@ -145,7 +145,7 @@ impl DeviceSpec {
     pub fn run<T: BackendTask>(self, precision: Precision, task: T) -> Result<T::Output, T::Error> {
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
         if self != DeviceSpec::Cpu {
-            gpu::configure_kernel_cache();
+            gpu::configure_kernel_cache()?;
         }
         #[cfg(feature = "wgpu")]
         use burn::backend::wgpu::{Wgpu, WgpuDevice};

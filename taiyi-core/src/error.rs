@@ -93,6 +93,15 @@ pub enum ClipError {
         /// The cache directory searched.
         cache_dir: PathBuf,
     },
+    /// The environment names no folder for a cache (e.g. `HOME` unset in a container): the
+    /// working directory is never used instead.
+    #[error("no folder for the {what}: none of {variables} is set")]
+    NoCacheDir {
+        /// The cache: "Hugging Face hub cache", "GPU kernel cache".
+        what: &'static str,
+        /// The environment variables that name it, in order of precedence.
+        variables: &'static str,
+    },
     /// Reading or writing a file (e.g. a `.npy`) failed.
     #[error("cannot access {path}")]
     Io {

@@ -39,10 +39,29 @@ pub struct ModelPaths {
     pub vision_file: PathBuf,
 }
 
+/// The environment variables that name the hub cache, in order of precedence.
+pub const HUB_CACHE_VARIABLES: &str = "HF_HUB_CACHE, HF_HOME, HOME";
+
+/// The hub cache folder that `HF_HUB_CACHE`, `HF_HOME` and `HOME` give (empty values count as
+/// unset): `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$HOME/.cache/huggingface/hub`; `None`
+/// when none is set (never the working directory).
+pub fn hub_cache_dir(
+    hf_hub_cache: Option<&std::ffi::OsStr>,
+    hf_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    let set = |v: Option<&std::ffi::OsStr>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
+    set(hf_hub_cache)
+        .or_else(|| set(hf_home).map(|h| h.join("hub")))
+        .or_else(|| set(home).map(|h| h.join(".cache/huggingface/hub")))
+}
+
 /// How to reach the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubOptions {
-    /// The cache directory (the `hub` folder, holding `models--org--name`).
+    /// The cache directory (the `hub` folder, holding `models--org--name`). Empty when the
+    /// environment names none ([`hub_cache_dir`]): local paths still resolve, and a look-up
+    /// on the hub fails with [`ClipError::NoCacheDir`].
     pub cache_dir: PathBuf,
     /// Never use the network; only files already in the cache.
     pub offline: bool,
@@ -51,17 +70,15 @@ pub struct HubOptions {
 }
 
 impl HubOptions {
-    /// Options from the environment: `HF_HUB_CACHE`, `HF_HOME`, `HF_HUB_OFFLINE`.
+    /// Options from the environment: `HF_HUB_CACHE`, `HF_HOME` or `HOME` ([`hub_cache_dir`];
+    /// an empty `cache_dir` when none is set), `HF_HUB_OFFLINE`.
     pub fn from_env() -> Self {
-        let cache_dir = std::env::var_os("HF_HUB_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-            .unwrap_or_else(|| {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("."))
-                    .join(".cache/huggingface/hub")
-            });
+        let cache_dir = hub_cache_dir(
+            std::env::var_os("HF_HUB_CACHE").as_deref(),
+            std::env::var_os("HF_HOME").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+        )
+        .unwrap_or_default();
         let offline = std::env::var("HF_HUB_OFFLINE")
             .map(|v| {
                 matches!(
@@ -80,6 +97,12 @@ impl HubOptions {
     /// Fetch one file of `repo` (from the cache, else the network unless offline).
     /// Returns `Ok(None)` when the file does not exist in the repository / cache.
     fn fetch(&self, repo: &str, file: &str) -> Result<Option<PathBuf>, ClipError> {
+        if self.cache_dir.as_os_str().is_empty() {
+            return Err(ClipError::NoCacheDir {
+                what: "Hugging Face hub cache (or give the model paths)",
+                variables: HUB_CACHE_VARIABLES,
+            });
+        }
         let cache = hf_hub::Cache::new(self.cache_dir.clone());
         if let Some(p) = cache.model(repo.to_string()).get(file) {
             return Ok(Some(p));
@@ -277,6 +300,47 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&cache);
         Ok(())
+    }
+
+    /// Without `HF_HUB_CACHE`, `HF_HOME` and `HOME` there is no hub cache (never `./.cache`
+    /// under the working directory): a hub look-up is an error, local paths still resolve.
+    #[test]
+    fn no_home_means_no_hub_cache() {
+        use std::ffi::OsStr;
+        let (a, b, h) = (OsStr::new("/a"), OsStr::new("/b"), OsStr::new("/h"));
+        assert_eq!(
+            hub_cache_dir(Some(a), Some(b), Some(h)),
+            Some(PathBuf::from("/a"))
+        );
+        assert_eq!(
+            hub_cache_dir(None, Some(b), Some(h)),
+            Some(PathBuf::from("/b/hub"))
+        );
+        assert_eq!(
+            hub_cache_dir(Some(OsStr::new("")), None, Some(h)),
+            Some(PathBuf::from("/h/.cache/huggingface/hub"))
+        );
+        assert_eq!(hub_cache_dir(None, None, None), None);
+        assert_eq!(
+            hub_cache_dir(None, Some(OsStr::new("")), Some(OsStr::new(""))),
+            None
+        );
+        let hub = HubOptions {
+            cache_dir: PathBuf::new(),
+            offline: true,
+            progress: false,
+        };
+        let err = hub.vision_file().expect_err("no cache folder");
+        assert!(matches!(err, ClipError::NoCacheDir { .. }), "{err}");
+        assert!(
+            err.to_string().contains("HF_HUB_CACHE, HF_HOME, HOME"),
+            "{err}"
+        );
+        let explicit = Path::new("/somewhere/text");
+        assert_eq!(
+            resolve_text_dir(Some(explicit), &hub).ok().as_deref(),
+            Some(explicit)
+        );
     }
 
     #[test]

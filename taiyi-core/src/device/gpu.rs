@@ -9,19 +9,23 @@ use super::cache::cache_dir;
 /// the directory a command ran from). Keeps everything else of CubeCL's configuration
 /// (`cubecl.toml`, `CUBECL_*` variables); does nothing when the configuration was already
 /// fixed by an earlier use of a GPU backend in this process.
-pub(super) fn configure_kernel_cache() {
+///
+/// # Errors
+/// [`crate::ClipError::NoCacheDir`] when the environment names no cache folder.
+pub(super) fn configure_kernel_cache() -> Result<(), crate::ClipError> {
     use burn::cubecl::config::cache::CacheConfig;
     use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
     let mut state = CubeClRuntimeConfig::storage().lock();
     if state.is_some() {
-        return;
+        return Ok(());
     }
     let config = catch_panic(CubeClRuntimeConfig::from_current_dir).unwrap_or_default();
     let mut config = config.override_from_env();
-    let dir = cache_dir();
+    let dir = cache_dir()?;
     config.autotune.cache = CacheConfig::File(dir.clone());
     config.compilation.cache = Some(CacheConfig::File(dir));
     *state = Some(std::sync::Arc::new(config));
+    Ok(())
 }
 
 /// Open the device and run one tiny op on it. GPU runtimes panic when no adapter or driver is
