@@ -21,6 +21,9 @@ pub(crate) enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    /// A `taiyi serve` setting that cannot work.
+    #[error(transparent)]
+    ServeConfig(#[from] taiyi_server::ConfigError),
     /// `taiyi serve` stopped with an error.
     #[error("the server stopped")]
     Serve(#[source] taiyi_server::ServeTaskError),

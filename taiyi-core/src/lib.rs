@@ -62,7 +62,7 @@ pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_fe
 pub use shapes::ShapeBuckets;
 pub use zeroshot::{
     CHINESE_TEMPLATES, Classification, DEFAULT_TEMPLATE, Prediction, TEMPLATE_SETS,
-    ZeroShotClassifier, expand_templates,
+    ZeroShotClassifier, expand_templates, prompts,
 };
 
 pub use taiyi_nn::{CpuKernel, DenseFormat};

@@ -28,6 +28,22 @@ pub const CHINESE_TEMPLATES: &[&str] = &[
     "一张包含{}的照片。",
 ];
 
+/// The texts a classifier embeds for `labels` with `templates`: each label in each template
+/// (`{}` replaced), label-major; the labels themselves when `templates` is empty.
+pub fn prompts<L: AsRef<str>, T: AsRef<str>>(labels: &[L], templates: &[T]) -> Vec<String> {
+    if templates.is_empty() {
+        return labels.iter().map(|l| l.as_ref().to_string()).collect();
+    }
+    labels
+        .iter()
+        .flat_map(|l| {
+            templates
+                .iter()
+                .map(move |t| t.as_ref().replace("{}", l.as_ref()))
+        })
+        .collect()
+}
+
 /// Template names that stand for a built-in set: `zh` is [`CHINESE_TEMPLATES`].
 pub const TEMPLATE_SETS: &[(&str, &[&str])] = &[("zh", CHINESE_TEMPLATES)];
 
@@ -149,10 +165,7 @@ impl<B: Backend> ZeroShotClassifier<B> {
             text.encode(&labels, &normalized)?
         } else {
             let k = templates.len();
-            let texts: Vec<String> = labels
-                .iter()
-                .flat_map(|l| templates.iter().map(move |t| t.as_ref().replace("{}", l)))
-                .collect();
+            let texts = prompts(&labels, templates);
             let feats = text.encode(&texts, &normalized)?; // [n*k, d], normalised
             let [_, d] = feats.dims();
             let mean = feats

@@ -25,6 +25,9 @@ pub enum ServerError {
     /// Serving connections failed.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// A setting cannot work (a 0 limit, a deadline out of range, an empty API key).
+    #[error("invalid server configuration")]
+    Config(#[source] crate::config::ConfigError),
     /// The model could not be loaded (or its warm-up batch failed).
     #[error("the model could not be loaded")]
     Load(#[source] ClipError),
@@ -76,6 +79,37 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// A request asks for more model work than a per-request limit allows (413): prompts
+    /// (labels × templates) or tokens.
+    #[error("the request asks for {count} {what}, more than the server's limit of {limit}")]
+    TooMuchWork {
+        /// The unit (`prompts (labels × templates)`, `tokens`).
+        what: &'static str,
+        /// How many the request needs.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is larger than `payload_limit` (413).
+    #[error("the request body is larger than the server's limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive within the request deadline (408).
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The deadline.
+        seconds: f64,
+    },
+    /// A field asks for something the server does not do (400).
+    #[error("{field}: {reason}")]
+    Unsupported {
+        /// The field.
+        field: &'static str,
+        /// What is not supported.
+        reason: String,
+    },
     /// Missing or wrong `Authorization: Bearer` key (401).
     #[error("missing or invalid API key (send Authorization: Bearer <key>)")]
     Unauthorized,
@@ -115,7 +149,11 @@ impl ApiError {
         match self {
             ApiError::Body { status, .. } => *status,
             ApiError::Field { .. } | ApiError::Item { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyItems { .. }
+            | ApiError::TooMuchWork { .. }
+            | ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unsupported { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -162,6 +200,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -16,11 +16,20 @@
 //! | `GET /info` | | model files, device, precision, text mode, limits, version |
 //! | `GET /metrics` | | Prometheus text |
 //!
-//! Errors are `{"error": {"message", "type", "index", "code"}}`: 400 malformed JSON, 401 bad
-//! API key, 404 / 405 route, 413 body or item count over the limits, 415 not JSON, 422 wrong
-//! types / empty lists / bad base64 / not an image / too many pixels, 429 over
-//! `max_concurrent_requests` (with `Retry-After`), 503 loading or queue full, 500 a model
-//! failure.
+//! Errors are `{"error": {"message", "type", "index", "code"}}`: 400 malformed JSON or a
+//! `dimensions` other than the model's, 401 bad API key, 404 / 405 route, 408 a body that did
+//! not arrive within the request deadline, 413 body, item count, tokens or prompts over the
+//! limits, 415 not JSON, 422 wrong types / empty lists / bad base64 / not an image / too many
+//! pixels, 429 over `max_concurrent_requests` (with `Retry-After`), 503 loading, queue full,
+//! shutting down or over `max_connections`, 500 a model failure.
+//!
+//! ## Connections
+//!
+//! Served by hyper's HTTP/1 directly (`conn.rs`; `axum::serve` has no deadlines): a request's
+//! headers must arrive within `timeouts.request` (also the idle keep-alive timeout), then its
+//! body within the same time; the body is read whole before the request takes a model slot;
+//! at most `max_connections` connections are open. On shutdown idle and half-sent
+//! connections close at once and complete requests get `timeouts.shutdown_grace`.
 //!
 //! ## Execution and dynamic batching
 //!
@@ -47,6 +56,7 @@
 //! ```
 
 mod config;
+mod conn;
 mod engine;
 mod error;
 mod metrics;
@@ -55,7 +65,8 @@ mod server;
 mod wire;
 
 pub use config::{
-    BatchConfig, DEFAULT_MODEL_NAME, Limits, ModelInfo, ServerConfig, parse_byte_size,
+    BatchConfig, ConfigError, DEFAULT_MODEL_NAME, Limits, MAX_BATCH_WAIT, MAX_TIMEOUT, ModelInfo,
+    ServerConfig, Timeouts, parse_byte_size, parse_duration,
 };
 pub use error::{ApiError, ServerError};
 pub use metrics::Metrics;

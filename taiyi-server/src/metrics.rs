@@ -80,6 +80,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     queue_depth: AtomicI64,
+    connections: AtomicI64,
+    connections_refused: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -102,6 +104,21 @@ impl Metrics {
     /// Jobs waiting in the inference queue changed by `delta`.
     pub(crate) fn queue_depth_add(&self, delta: i64) {
         self.queue_depth.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Open connections changed by `delta`.
+    pub(crate) fn connections_add(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Open connections now.
+    pub(crate) fn open_connections(&self) -> usize {
+        usize::try_from(self.connections.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// A connection over `max_connections` was answered 503 and closed.
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A batch of `jobs` of `kind` starts at `start`.
@@ -155,6 +172,22 @@ impl Metrics {
             out,
             "taiyi_queue_depth {}",
             self.queue_depth.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP taiyi_open_connections HTTP connections open now.\n");
+        out.push_str("# TYPE taiyi_open_connections gauge\n");
+        let _ = writeln!(
+            out,
+            "taiyi_open_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP taiyi_connections_refused_total Connections over max_connections (answered 503).\n",
+        );
+        out.push_str("# TYPE taiyi_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "taiyi_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
         );
         out.push_str(
             "# HELP taiyi_batch_items Items (texts, images, or 1 per single job) per batch.\n",

@@ -79,22 +79,41 @@ impl AppState {
         }
     }
 
+    /// Token counts of `texts` as the text tower takes them (truncated to its length), on
+    /// rayon; more than `max_request_tokens` together is [`ApiError::TooMuchWork`].
+    async fn count_tokens(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<(Vec<String>, Vec<usize>), ApiError> {
+        let facts = self.facts()?;
+        let (tokenizer, max) = (facts.tokenizer.clone(), facts.max_tokens);
+        let limit = self.config.limits.max_request_tokens;
+        on_rayon(move || {
+            let tokens: Vec<usize> = texts
+                .par_iter()
+                .map(|t| tokenizer.encode(t).ids.len().min(max))
+                .collect();
+            let count = tokens.iter().sum();
+            if count > limit {
+                return Err(ApiError::TooMuchWork {
+                    what: "tokens",
+                    count,
+                    limit,
+                });
+            }
+            Ok((texts, tokens))
+        })
+        .await
+    }
+
     /// Features of `texts` in `mode` (default: the server's) and their token counts.
     async fn texts(
         &self,
         texts: Vec<String>,
         mode: Option<TextMode>,
     ) -> Result<(Features, Vec<usize>), ApiError> {
+        let (texts, tokens) = self.count_tokens(texts).await?;
         let facts = self.facts()?;
-        let (tokenizer, max) = (facts.tokenizer.clone(), facts.max_tokens);
-        let (texts, tokens) = on_rayon(move || {
-            let tokens: Vec<usize> = texts
-                .par_iter()
-                .map(|t| tokenizer.encode(t).ids.len().min(max))
-                .collect();
-            Ok((texts, tokens))
-        })
-        .await?;
         let mode = mode.unwrap_or(facts.text_mode);
         let work = if mode == facts.text_mode && mode != TextMode::ModelCard {
             Work::Texts {
@@ -163,6 +182,17 @@ pub(crate) async fn embeddings(
             });
         }
     };
+    if let Some(d) = req.dimensions {
+        let dim = app.facts()?.dim;
+        if d != dim {
+            return Err(ApiError::Unsupported {
+                field: "dimensions",
+                reason: format!(
+                    "this model's embeddings have {dim} dimensions and cannot be shortened (CLIP features are not Matryoshka embeddings); omit the field or send {dim}"
+                ),
+            });
+        }
+    }
     let items = wire::strings("input", &req.input, true, limit)?;
     let (features, tokens) = match req.modality.as_deref() {
         None | Some("text") => {
@@ -249,6 +279,18 @@ pub(crate) async fn classify(
     let images = wire::strings("images", &req.images, false, limit)?;
     let labels = wire::strings("labels", &req.labels, false, limit)?;
     let templates = wire::templates(req.templates.as_ref(), limit)?;
+    // The work is counted before any is done: prompts, then their tokens.
+    let count = labels.len().saturating_mul(templates.len().max(1));
+    let max_prompts = app.config.limits.max_prompts;
+    if count > max_prompts {
+        return Err(ApiError::TooMuchWork {
+            what: "prompts (labels × templates)",
+            count,
+            limit: max_prompts,
+        });
+    }
+    app.count_tokens(taiyi_core::prompts(&labels, &templates))
+        .await?;
     let features = app.images("images", images, false).await?;
     let work = Work::Classify {
         images: features.normalized,
@@ -352,7 +394,12 @@ pub(crate) async fn info(State(app): App) -> Response {
         "logit_scale": facts.and_then(|f| f.logit_scale),
         "limits": {
             "max_concurrent_requests": c.limits.max_concurrent_requests,
+            "max_connections": c.limits.max_connections,
             "max_batch_items": c.limits.max_batch_items,
+            "max_request_tokens": c.limits.max_request_tokens,
+            "max_prompts": c.limits.max_prompts,
+            "request_timeout_s": c.timeouts.request.as_secs_f64(),
+            "shutdown_grace_s": c.timeouts.shutdown_grace.as_secs_f64(),
             "payload_limit": c.limits.payload_limit,
             "max_image_pixels": c.limits.max_image_pixels,
         },

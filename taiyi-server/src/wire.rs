@@ -23,6 +23,10 @@ pub(crate) struct OpenAiRequest {
     /// `text` (default) or `image`.
     #[serde(default)]
     pub modality: Option<String>,
+    /// OpenAI's output size; only the model's own width is accepted (CLIP features cannot be
+    /// shortened).
+    #[serde(default)]
+    pub dimensions: Option<usize>,
 }
 
 /// `POST /embed`.

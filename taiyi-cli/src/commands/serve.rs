@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use taiyi_core::hub::HubOptions;
 use taiyi_core::{ClipOptions, CpuKernel, DenseFormat, ModelPaths, Precision, TextMode};
-use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig};
+use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig, Timeouts};
 
 use crate::args::{RunOptions, WARM_UP_TOKENS};
 use crate::error::CliError;
@@ -37,15 +37,36 @@ pub(crate) struct ServeArgs {
     /// Port to listen on.
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Require `Authorization: Bearer KEY` on every route but /health.
+    /// Require `Authorization: Bearer KEY` on every route but /health (non-empty visible
+    /// ASCII).
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
-    /// Model requests processed at once; more are answered 429 with Retry-After.
+    /// Model requests processed at once (counted once a request's body has arrived); more
+    /// are answered 429 with Retry-After.
     #[arg(long, default_value_t = Limits::default().max_concurrent_requests)]
     max_concurrent_requests: usize,
+    /// Open connections; more are answered 503 with Retry-After and closed.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Deadline for a request's headers, then again for its body (408 when the body is
+    /// late); also how long an idle keep-alive connection stays open. Seconds, or 500ms, 2m.
+    #[arg(long, default_value = "30s", value_parser = taiyi_server::parse_duration)]
+    request_timeout: Duration,
+    /// On SIGTERM / Ctrl-C, how long requests already received get to be answered before
+    /// the server exits anyway (idle and half-sent connections are closed at once).
+    #[arg(long, default_value = "30s", value_parser = taiyi_server::parse_duration)]
+    shutdown_grace: Duration,
     /// Texts / images / labels per request; more are answered 413.
     #[arg(long, default_value_t = Limits::default().max_batch_items)]
     max_batch_items: usize,
+    /// Tokens one request may send to the text tower (all texts, or all /classify prompts);
+    /// more are answered 413.
+    #[arg(long, default_value_t = Limits::default().max_request_tokens)]
+    max_request_tokens: usize,
+    /// Prompts one /classify request may ask for (labels × templates); more are answered
+    /// 413.
+    #[arg(long, default_value_t = Limits::default().max_prompts)]
+    max_prompts: usize,
     /// Largest request body (bytes, or 512KB, 32MB, …); larger are answered 413.
     #[arg(long, default_value = "32MB", value_parser = taiyi_server::parse_byte_size)]
     payload_limit: usize,
@@ -58,7 +79,7 @@ pub(crate) struct ServeArgs {
     /// An image batch closes at this many images.
     #[arg(long, default_value_t = BatchConfig::default().max_batch_images)]
     max_batch_images: usize,
-    /// Longest wait (ms) of a batch's first request for others to join it.
+    /// Longest wait (ms, at most 10000) of a batch's first request for others to join it.
     #[arg(long, default_value_t = 5)]
     max_wait_ms: u64,
     /// Jobs the inference queue holds (full: 503).
@@ -74,6 +95,32 @@ pub(crate) struct ServeArgs {
 
 /// Load the model on `run.device` and serve until SIGINT/SIGTERM (requests in flight drained).
 pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result<(), CliError> {
+    let mut config = ServerConfig {
+        addr: SocketAddr::new(a.host, a.port),
+        api_key: a.api_key,
+        limits: Limits {
+            max_concurrent_requests: a.max_concurrent_requests,
+            max_connections: a.max_connections,
+            max_batch_items: a.max_batch_items,
+            max_request_tokens: a.max_request_tokens,
+            max_prompts: a.max_prompts,
+            payload_limit: a.payload_limit,
+            max_image_pixels: a.max_image_pixels,
+        },
+        timeouts: Timeouts {
+            request: a.request_timeout,
+            shutdown_grace: a.shutdown_grace,
+        },
+        batch: BatchConfig {
+            max_batch_tokens: a.max_batch_tokens,
+            max_batch_images: a.max_batch_images,
+            max_wait: Duration::from_millis(a.max_wait_ms),
+            queue_capacity: a.queue_capacity,
+        },
+        ..ServerConfig::default()
+    };
+    // Settings are checked before anything is loaded.
+    config.validate()?;
     let paths = ModelPaths::resolve(
         a.text_model.as_deref(),
         a.vision_model.as_deref(),
@@ -85,34 +132,17 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
         text_mode,
         ..run.options(a.text_batch_size, a.image_batch_size)
     };
-    let config = ServerConfig {
-        addr: SocketAddr::new(a.host, a.port),
-        api_key: a.api_key,
-        limits: Limits {
-            max_concurrent_requests: a.max_concurrent_requests.max(1),
-            max_batch_items: a.max_batch_items.max(1),
-            payload_limit: a.payload_limit,
-            max_image_pixels: a.max_image_pixels,
-        },
-        batch: BatchConfig {
-            max_batch_tokens: a.max_batch_tokens.max(1),
-            max_batch_images: a.max_batch_images.max(1),
-            max_wait: Duration::from_millis(a.max_wait_ms),
-            queue_capacity: a.queue_capacity.max(1),
-        },
-        model_info: ModelInfo {
-            text_model: paths.text_dir.display().to_string(),
-            vision_model: paths.vision_file.display().to_string(),
-            vision_arch: a.vision_arch,
-            device: run.device.to_string(),
-            precision: precision.to_string(),
-            cpu_kernel: (options.weights == DenseFormat::PackedBf16).then(|| {
-                CpuKernel::selected()
-                    .map_or("none", CpuKernel::name)
-                    .to_string()
-            }),
-        },
-        ..ServerConfig::default()
+    config.model_info = ModelInfo {
+        text_model: paths.text_dir.display().to_string(),
+        vision_model: paths.vision_file.display().to_string(),
+        vision_arch: a.vision_arch,
+        device: run.device.to_string(),
+        precision: precision.to_string(),
+        cpu_kernel: (options.weights == DenseFormat::PackedBf16).then(|| {
+            CpuKernel::selected()
+                .map_or("none", CpuKernel::name)
+                .to_string()
+        }),
     };
     let task = ServeTask {
         config,

@@ -112,6 +112,8 @@ pub(crate) struct ModelFacts {
     pub text_batch_size: usize,
     pub image_batch_size: usize,
     pub logit_scale: Option<f32>,
+    /// Width of the embeddings (the image tower's output, equal to the text feature's).
+    pub dim: usize,
 }
 
 /// Loading state, as `/health` reports it.

@@ -47,6 +47,7 @@ impl<B: Backend> Runner<B> {
                 .pad_to()
                 .map_or(max_positions, |n| n.min(max_positions)),
             text_mode: text.mode(),
+            dim: self.model.image().model().output_dim(),
             text_batch_size: text.batch_size(),
             image_batch_size: self.model.image().batch_size(),
             logit_scale: self.model.logit_scale().ok(),
