@@ -19,7 +19,8 @@ pub(crate) struct TextsInput {
     #[arg(value_name = "TEXT")]
     pub(crate) texts: Vec<String>,
     /// A UTF-8 file with one text per line (LF, CRLF or CR endings; an empty line is an empty
-    /// text, so the output has one row per line).
+    /// text, so the output has one row per line). A regular file of at most 1 GiB
+    /// ($TAIYI_MAX_TEXTS_FILE_BYTES sets another limit, e.g. 4GB).
     #[arg(long, value_name = "FILE")]
     pub(crate) texts_file: Option<PathBuf>,
 }
@@ -28,11 +29,9 @@ impl TextsInput {
     pub(crate) fn collect(&self) -> Result<Vec<String>, CliError> {
         let mut texts = self.texts.clone();
         if let Some(f) = &self.texts_file {
-            let content = std::fs::read_to_string(f).map_err(|source| CliError::Io {
-                path: f.clone(),
-                source,
-            })?;
-            texts.extend(taiyi_cli::texts::lines(&content));
+            let env = std::env::var(taiyi_cli::texts::MAX_BYTES_ENV).ok();
+            let kind = taiyi_cli::texts::input_kind(env.as_deref()).map_err(CliError::Usage)?;
+            texts.extend(taiyi_cli::texts::read_file(f, kind)?);
         }
         if texts.is_empty() {
             return Err(CliError::Usage(

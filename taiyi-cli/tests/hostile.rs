@@ -57,12 +57,37 @@ fn out_never_replaces_what_is_not_a_regular_writable_file() {
 #[test]
 fn sigterm_leaves_no_temporary_file() {
     let d = scratch("sigterm");
-    // Reading this image blocks until someone writes the FIFO: the output's temporary file
-    // exists by then (preprocess streams), so the signal arrives mid-write.
-    let slow = d.join("slow.png");
-    mkfifo(&slow);
+    // 64 decodes of a 2000×2000 BMP, one at a time (a 1-byte decode budget lets one image
+    // decode alone): seconds of work after the output's temporary file appears (preprocess
+    // streams), so the signal arrives mid-write. (A FIFO as the image used to block here; it
+    // is refused now, issue 25 item 3.)
+    let slow = d.join("slow.bmp");
+    let (w, h) = (2000u32, 2000u32);
+    let mut bmp = Vec::new();
+    for field in [
+        &b"BM"[..],
+        &(54 + 3 * w * h).to_le_bytes(),
+        &0u32.to_le_bytes(),
+        &54u32.to_le_bytes(),
+        &40u32.to_le_bytes(),
+        &w.to_le_bytes(),
+        &h.to_le_bytes(),
+        &1u16.to_le_bytes(),
+        &24u16.to_le_bytes(),
+        &[0u8; 24],
+    ] {
+        bmp.extend_from_slice(field);
+    }
+    bmp.resize(54 + (3 * w * h) as usize, 0x80);
+    std::fs::write(&slow, &bmp).expect("bmp");
     let out = d.join("pixels.npy");
-    let mut child = cmd(&["preprocess", PNG, &s(&slow), "--out", &s(&out)])
+    let slow_s = s(&slow);
+    let mut args = vec!["preprocess", PNG];
+    args.extend(std::iter::repeat_n(slow_s.as_str(), 64));
+    let out_s = s(&out);
+    args.extend(["--out", &out_s]);
+    let mut child = cmd(&args)
+        .env("TAIYI_DECODE_MEMORY", "1")
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");

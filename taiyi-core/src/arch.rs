@@ -120,10 +120,13 @@ pub fn vision_config_from_open_clip_json(json: &str) -> Result<VisionConfig, Cli
 pub fn vision_config(spec: &str) -> Result<VisionConfig, ClipError> {
     if spec.to_ascii_lowercase().ends_with(".json") {
         let path = std::path::Path::new(spec);
-        let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let kind = crate::input::InputKind::JSON_CONFIG;
+        let text =
+            crate::input::read_input_to_string(path, kind).map_err(|source| ClipError::Read {
+                what: "vision architecture",
+                path: path.to_path_buf(),
+                source,
+            })?;
         return vision_config_from_open_clip_json(&text).map_err(|e| match e {
             ClipError::Architecture { reason, .. } => ClipError::Architecture {
                 spec: path.display().to_string(),

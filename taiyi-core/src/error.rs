@@ -111,6 +111,18 @@ pub enum ClipError {
         #[source]
         source: std::io::Error,
     },
+    /// An input file could not be read through [`crate::input`] (missing, not a regular
+    /// file, over its kind's cap, not UTF-8).
+    #[error("cannot read {what} {path}")]
+    Read {
+        /// What the file is: "vision architecture", "index manifest", ...
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why (the error names the path).
+        #[source]
+        source: taiyi_store::input::InputError,
+    },
     /// A text-tower path is a file: it must be the model directory (config.json, vocab.txt,
     /// the weights).
     #[error(

@@ -64,10 +64,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// A manifest's bytes, through [`crate::input`] (a regular file, at most
+/// [`crate::input::MANIFEST_MAX_BYTES`]); `.npy` files are read by [`crate::npy::read_bytes`].
 fn read(path: &Path) -> Result<Vec<u8>, ClipError> {
-    std::fs::read(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
+    crate::input::read_input(path, crate::input::InputKind::MANIFEST).map_err(|source| {
+        ClipError::Read {
+            what: "index manifest",
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -172,7 +177,7 @@ impl EmbeddingIndex {
                         m.format, m.version
                     )));
                 }
-                if sha256_hex(&read(npy)?) != m.npy_sha256 {
+                if sha256_hex(&crate::npy::read_bytes(npy)?) != m.npy_sha256 {
                     return Err(bad(format!(
                         "it was written with another {} (an interrupted or concurrent \
                          write?): embed the collection again",

@@ -69,6 +69,9 @@ pub use taiyi_nn::{CpuKernel, DenseFormat};
 pub use taiyi_preprocess::tokenizer::BertTokenizer;
 pub use taiyi_preprocess::transform::ImageTransform;
 pub use taiyi_text::TextMode;
+/// The one way to open an input file: regular files only, size caps per kind
+/// (`taiyi_store::input`).
+pub use taiyi_store::input;
 pub use taiyi_vision::VisionConfig;
 
 use burn::tensor::Tensor;

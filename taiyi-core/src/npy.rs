@@ -69,6 +69,15 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipE
 /// [`ClipError::Mismatch`] if `data` does not hold the values of `shape`; the errors of
 /// [`crate::outfile::write_atomic`].
 pub fn write_f16(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipError> {
+    crate::outfile::write_atomic(path, &encode_f16(shape, data)?)
+}
+
+/// A whole C-order float16 (`<f2`) `.npy` file in memory, values rounded as by
+/// [`write_f16`].
+///
+/// # Errors
+/// [`ClipError::Mismatch`] if `data` does not hold the values of `shape`.
+pub fn encode_f16(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, ClipError> {
     let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if expected != Some(data.len()) {
         return Err(ClipError::Mismatch {
@@ -80,7 +89,7 @@ pub fn write_f16(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), ClipE
     for &v in data {
         bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
     }
-    crate::outfile::write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 /// A float32 `.npy` written piece by piece (C order), e.g. batch by batch, without holding
@@ -166,20 +175,77 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
 ///
 /// The header is parsed as the format defines it ([`header`]); versions 1.0, 2.0 and 3.0 are
 /// read. Only `'<f4'`, C-order arrays are accepted, and the data must be exactly as long as the
-/// shape says (every size is checked for overflow before use).
+/// shape says (every size is checked for overflow before use). The file is read by
+/// [`read_bytes`]: only a regular file, and only as many bytes as its header declares.
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), ClipError> {
-    let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_bytes(path)?;
     parse_f32(&bytes).map_err(|message| ClipError::Npy {
         path: path.to_path_buf(),
         message,
     })
 }
 
-/// [`read_f32`] on the bytes of a file; the error is the reason, in words.
-pub fn parse_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+/// The bytes of the float32 `.npy` file `path`, read through [`crate::input`]: a regular file
+/// (a FIFO or a device is refused without blocking), whose header is read and parsed first;
+/// its cap is what the header declares (magic, header, then rows × cols × 4 bytes), and a file
+/// of another length is refused before its data is read.
+///
+/// # Errors
+/// [`ClipError::Read`] if it is not a regular file or cannot be read; [`ClipError::Npy`] for
+/// an invalid header or a length other than the header's.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, ClipError> {
+    use std::io::Read;
+    let read_err = |source| ClipError::Read {
+        what: ".npy file",
+        path: path.to_path_buf(),
+        source,
+    };
+    let npy_err = |message: String| ClipError::Npy {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = crate::input::InputFile::open(path).map_err(read_err)?;
+    // Magic, version, header length, header: at most 12 + MAX_HEADER_BYTES bytes.
+    let prefix_cap = 12 + header::MAX_HEADER_BYTES as u64;
+    let mut bytes = Vec::new();
+    Read::take(file.file(), prefix_cap)
+        .read_to_end(&mut bytes)
+        .map_err(|source| {
+            read_err(crate::input::InputError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+    let (data_start, shape, data_len) = layout(&bytes).map_err(npy_err)?;
+    let declared = u64::try_from(data_start)
+        .ok()
+        .zip(u64::try_from(data_len).ok())
+        .and_then(|(a, b)| a.checked_add(b))
+        .ok_or_else(|| npy_err(format!("shape {shape:?} overflows")))?;
+    let declared_err = |found: u64| {
+        npy_err(format!(
+            "the file holds {found} bytes, its header declares {declared} ({data_start} bytes              of header, then shape {shape:?} × 4 bytes)"
+        ))
+    };
+    if file.len() != declared {
+        return Err(declared_err(file.len()));
+    }
+    let kind = crate::input::InputKind::new(".npy file", declared);
+    file.read_capped(&mut bytes, kind).map_err(|e| match e {
+        crate::input::InputError::TooLarge { size, .. } => declared_err(size),
+        e => read_err(e),
+    })?;
+    if bytes.len() as u64 != declared {
+        // Shortened while it was read.
+        return Err(declared_err(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Where the data of a float32 `.npy` starts, its shape and the data's length in bytes, from
+/// the file's first bytes (up to the end of its header at least); the reason, in words, for a
+/// file that is not one.
+fn layout(bytes: &[u8]) -> Result<(usize, Vec<usize>, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
@@ -217,23 +283,28 @@ pub fn parse_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .and_then(|n| n.checked_mul(4))
         .ok_or_else(|| format!("shape {:?} overflows", h.shape))?;
-    let body = &bytes[start + header_len..];
+    Ok((start + header_len, h.shape, count))
+}
+
+/// [`read_f32`] on the bytes of a file; the error is the reason, in words.
+pub fn parse_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let (start, shape, count) = layout(bytes)?;
+    let body = &bytes[start..];
     if body.len() != count {
         return Err(format!(
-            "data holds {} bytes, shape {:?} needs {count}",
+            "data holds {} bytes, shape {shape:?} needs {count}",
             body.len(),
-            h.shape
         ));
     }
     let values = body
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    Ok((h.shape, values))
+    Ok((shape, values))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -264,9 +335,69 @@ mod tests {
         assert!(matches!(read_f32(&junk), Err(ClipError::Npy { .. })));
         assert!(matches!(
             read_f32(&dir.join("missing.npy")),
-            Err(ClipError::Io { .. })
+            Err(ClipError::Read { .. })
         ));
         Ok(())
+    }
+
+    /// Issue 25 item 3: a `.npy` was read to its end whatever it was. Its length must be what
+    /// its header declares, checked before the data is read; FIFOs and devices are refused
+    /// without blocking.
+    #[test]
+    fn npy_length_must_be_what_its_header_declares() {
+        let dir = std::env::temp_dir().join(format!("taiyi-npy-len-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.npy");
+        write_f32(&p, &[2, 3], &[0.5; 6]).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        assert_eq!(read_bytes(&p).unwrap(), good);
+        for (name, bytes) in [
+            ("longer", [good.as_slice(), &[0u8; 4]].concat()),
+            ("one-byte-longer", [good.as_slice(), &[0u8]].concat()),
+            ("shorter", good[..good.len() - 4].to_vec()),
+        ] {
+            let q = dir.join(format!("{name}.npy"));
+            std::fs::write(&q, &bytes).unwrap();
+            let err = read_f32(&q).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, ClipError::Npy { .. }), "{name}: {msg}");
+            assert!(
+                msg.contains(&format!(
+                    "the file holds {} bytes, its header declares {}",
+                    bytes.len(),
+                    good.len()
+                )),
+                "{name}: {msg}"
+            );
+        }
+        // A header cut short, then nothing.
+        let q = dir.join("cut.npy");
+        std::fs::write(&q, &good[..20]).unwrap();
+        assert!(matches!(read_f32(&q), Err(ClipError::Npy { .. })));
+        // A directory, a FIFO, a device: refused at once, naming the path.
+        let fifo = dir.join("fifo.npy");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for special in [dir.clone(), fifo, Path::new("/dev/zero").to_path_buf()] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = special.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(read_f32(&p).map(drop).map_err(|e| e.to_string()));
+            });
+            let res = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("reading {} blocked", special.display()));
+            let msg = res.unwrap_err();
+            assert!(
+                msg.contains(&*special.to_string_lossy()),
+                "{}: {msg}",
+                special.display()
+            );
+        }
     }
 
     fn npy(header: &str, body: &[u8]) -> Vec<u8> {

@@ -16,6 +16,16 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The checkpoint is not a regular file (a directory, a FIFO, a device) or cannot be
+    /// opened.
+    #[error("cannot open checkpoint {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why it was not opened.
+        #[source]
+        source: crate::input::InputError,
+    },
     /// The file extension is not one we know how to read.
     #[error(
         "unsupported checkpoint file {path}: expected .bin, .pt, .pth, .safetensors or .index.json"

@@ -46,6 +46,17 @@ impl Format {
     }
 }
 
+/// Refuse a checkpoint path that is not a regular file (a directory, a FIFO, a device) before
+/// a reader opens it: a FIFO's `open` would block, a device never ends.
+pub(crate) fn check_file(path: &Path) -> Result<(), StoreError> {
+    crate::input::InputFile::open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 fn read_pytorch(path: &Path) -> Result<Tensors, StoreError> {
     crate::torch::read(path).map_err(|source| StoreError::Pytorch {
         path: path.to_path_buf(),
@@ -65,10 +76,11 @@ fn read_shards(index: &Path) -> Result<Tensors, StoreError> {
         path: index.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(index).map_err(|source| StoreError::Io {
-        path: index.to_path_buf(),
-        source,
-    })?;
+    let text = crate::input::read_input_to_string(index, crate::input::InputKind::JSON_CONFIG)
+        .map_err(|source| StoreError::Open {
+            path: index.to_path_buf(),
+            source,
+        })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     let map = json
@@ -92,7 +104,10 @@ fn read_shards(index: &Path) -> Result<Tensors, StoreError> {
         // A shard is a weights file: an index naming another index is not followed.
         let tensors = match Format::from_path(&shard)? {
             Format::ShardIndex => return Err(StoreError::UnsupportedFormat { path: shard }),
-            format => format.read(&shard)?,
+            format => {
+                check_file(&shard)?;
+                format.read(&shard)?
+            }
         };
         all.extend(tensors);
     }

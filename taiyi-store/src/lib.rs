@@ -31,6 +31,7 @@ mod buffer;
 mod cast;
 mod error;
 mod formats;
+pub mod input;
 mod layout;
 mod readahead;
 mod safetensors;
@@ -124,19 +125,7 @@ impl Checkpoint {
     /// removed when every key carries them.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if meta.is_dir() {
-            return Err(StoreError::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "is a directory, expected a checkpoint file",
-                ),
-            });
-        }
+        formats::check_file(path)?;
         let read = Format::from_path(path)?.read(path)?;
         if read.snapshots.is_empty() {
             return Err(StoreError::Empty {

@@ -339,7 +339,7 @@ fn shards_are_merged() -> Result<(), StoreError> {
 fn bad_files_are_errors_not_panics() {
     assert!(matches!(
         Checkpoint::open(tmp("does-not-exist.safetensors")),
-        Err(StoreError::Io { .. })
+        Err(StoreError::Open { .. })
     ));
     let txt = tmp("weights.txt");
     std::fs::write(&txt, "hello").expect("write");
@@ -367,6 +367,60 @@ fn bad_files_are_errors_not_panics() {
     ));
     assert!(matches!(
         Checkpoint::open(std::env::temp_dir()),
-        Err(StoreError::Io { .. })
+        Err(StoreError::Open { .. })
     ));
+}
+
+/// Issue 25 item 3: a FIFO given as a checkpoint blocked forever in `open`, a device was read
+/// as if it were one. Both are refused at once, naming the path; so is a FIFO as a shard.
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_as_checkpoints_without_blocking() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let open_within_10s = |p: PathBuf| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                Checkpoint::open(&p)
+                    .map(drop)
+                    .map_err(|e| (e.to_string(), e)),
+            );
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("opening the checkpoint blocked for 10 s")
+    };
+    let fifo = tmp("fifo-checkpoint.safetensors");
+    let _ = std::fs::remove_file(&fifo);
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    let (_, err) = open_within_10s(fifo.clone()).expect_err("a FIFO is no checkpoint");
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    let chain = std::error::Error::source(&err).map(ToString::to_string);
+    assert_eq!(
+        chain,
+        Some(format!("{} is a FIFO, not a regular file", fifo.display()))
+    );
+    let (_, err) = open_within_10s(PathBuf::from("/dev/zero")).expect_err("a device");
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    // A shard index naming a FIFO as its shard.
+    let dir = tmp("fifo-shards");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let st = std::process::Command::new("mkfifo")
+        .arg(dir.join("model-00001.safetensors"))
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    let index = dir.join("model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        r#"{"weight_map": {"x": "model-00001.safetensors"}}"#,
+    )
+    .expect("write");
+    let (msg, err) = open_within_10s(index).expect_err("a FIFO shard");
+    assert!(matches!(err, StoreError::Open { .. }), "{msg}");
 }

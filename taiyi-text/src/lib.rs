@@ -51,6 +51,16 @@ pub enum TextError {
         #[source]
         source: std::io::Error,
     },
+    /// `config.json` cannot be read (missing, not a regular file, over
+    /// [`taiyi_store::input::JSON_MAX_BYTES`], not UTF-8).
+    #[error("cannot read BERT config {path}")]
+    ConfigRead {
+        /// The config file.
+        path: PathBuf,
+        /// Why (the error names the path).
+        #[source]
+        source: taiyi_store::input::InputError,
+    },
     /// `config.json` is not valid JSON or lacks a required field.
     #[error("invalid BERT config {path}")]
     ConfigJson {

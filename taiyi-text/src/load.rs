@@ -35,9 +35,12 @@ pub const IGNORE: &[&str] = &[r"^(bert\.)?embeddings\.position_ids$", r"^cls\."]
 
 /// Read and check a Hugging Face `config.json`.
 pub fn read_config(path: &Path) -> Result<BertConfig, TextError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TextError::Io {
-        path: path.to_path_buf(),
-        source,
+    let kind = taiyi_store::input::InputKind::JSON_CONFIG;
+    let text = taiyi_store::input::read_input_to_string(path, kind).map_err(|source| {
+        TextError::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     let hf = HfBertConfig::from_json(&text).map_err(|source| TextError::ConfigJson {
         path: path.to_path_buf(),

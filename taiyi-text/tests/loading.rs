@@ -276,7 +276,7 @@ fn broken_or_missing_files_are_errors() {
     let dir = tempdir();
     let err = load_err(dir.path());
     assert!(
-        matches!(&err, TextError::Io { path, .. } if path.ends_with("config.json")),
+        matches!(&err, TextError::ConfigRead { path, .. } if path.ends_with("config.json")),
         "{err}"
     );
     // config.json that is not JSON / lacks a required field.

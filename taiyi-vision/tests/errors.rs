@@ -172,11 +172,11 @@ fn wrong_and_unreadable_files_are_errors() {
     ));
     assert!(matches!(
         load_err(&dir.join("nope.bin")),
-        VisionError::Store(StoreError::Io { .. })
+        VisionError::Store(StoreError::Open { .. })
     ));
     assert!(matches!(
         load_err(&dir),
-        VisionError::Store(StoreError::Io { .. })
+        VisionError::Store(StoreError::Open { .. })
     ));
     std::fs::write(dir.join("empty.safetensors"), b"").unwrap();
     let _ = load_err(&dir.join("empty.safetensors"));

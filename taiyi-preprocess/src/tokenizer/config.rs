@@ -20,9 +20,10 @@ const SPECIAL_KEYS: [&str; 5] = [
 
 /// Reads a JSON object file; `Ok(None)` when the file does not exist.
 fn read_json_object(path: &Path) -> Result<Option<Map<String, Value>>, TokenizerError> {
-    let text = match std::fs::read_to_string(path) {
+    let kind = taiyi_store::input::InputKind::JSON_CONFIG;
+    let text = match taiyi_store::input::read_input_to_string(path, kind) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.is_not_found() => return Ok(None),
         Err(source) => {
             return Err(TokenizerError::ConfigRead {
                 path: path.to_path_buf(),

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong when loading or running the [`BertTokenizer`](super::BertTokenizer).
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    /// The vocabulary file could not be read (missing, unreadable).
+    /// The vocabulary file could not be read (missing, unreadable, not a regular file, over
+    /// [`taiyi_store::input::VOCAB_MAX_BYTES`]).
     #[error("cannot read vocabulary file {path}")]
     VocabRead {
         /// The vocabulary file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why (the error names the path).
         #[source]
-        source: std::io::Error,
+        source: taiyi_store::input::InputError,
     },
     /// The vocabulary file is not valid UTF-8 (Python reads it as strict UTF-8).
     #[error("vocabulary file {path} is not valid UTF-8")]
@@ -61,14 +62,15 @@ pub enum TokenizerError {
         /// Which role it plays (`unk_token`, `cls_token`, ...).
         role: &'static str,
     },
-    /// A tokenizer configuration file could not be read.
+    /// A tokenizer configuration file could not be read (unreadable, not a regular file,
+    /// over [`taiyi_store::input::JSON_MAX_BYTES`], not UTF-8).
     #[error("cannot read tokenizer config {path}")]
     ConfigRead {
         /// The config file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why (the error names the path).
         #[source]
-        source: std::io::Error,
+        source: taiyi_store::input::InputError,
     },
     /// A tokenizer configuration file is not valid JSON.
     #[error("tokenizer config {path} is not valid JSON")]

@@ -11,17 +11,19 @@ impl BertTokenizer {
     /// Loads `vocab.txt` (one token a line, split on `\n`, `\r\n` and `\r` as Python's
     /// universal-newline `readlines()` does; U+2028 is NOT a line break) with explicit options.
     ///
-    /// Errors: unreadable file, invalid UTF-8, duplicate entry, missing special token,
-    /// `max_length < 2`.
+    /// Errors: unreadable file (missing, not a regular file, over
+    /// [`taiyi_store::input::VOCAB_MAX_BYTES`]), invalid UTF-8, duplicate entry, missing special
+    /// token, `max_length < 2`.
     pub fn from_vocab_file(
         path: impl AsRef<Path>,
         options: TokenizerOptions,
     ) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| TokenizerError::VocabRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = taiyi_store::input::read_input(path, taiyi_store::input::InputKind::VOCAB)
+            .map_err(|source| TokenizerError::VocabRead {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let text = String::from_utf8(bytes).map_err(|source| TokenizerError::VocabNotUtf8 {
             path: path.to_path_buf(),
             source,

@@ -44,10 +44,7 @@ impl ImageTransform {
     /// [`DECODE_MEMORY_ENV`](crate::transform::DECODE_MEMORY_ENV).
     pub fn apply_path(&self, path: impl AsRef<Path>) -> Result<Vec<f32>, ImageError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| ImageError::Io {
-            path: path.to_owned(),
-            source: e,
-        })?;
+        let bytes = self.read_file(path)?;
         self.apply_encoded(&bytes, &path.display().to_string())
     }
 

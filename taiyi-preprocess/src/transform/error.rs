@@ -32,14 +32,15 @@ impl std::error::Error for PngError {
 /// `<bytes>` / `<image>` for in-memory input) and keeps the decoder's error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// The file could not be read.
+    /// The file could not be read (missing, unreadable, not a regular file, larger than
+    /// [`super::ImageTransform::max_file_bytes`]).
     #[error("cannot read image file {path}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why (the error names the path).
         #[source]
-        source: std::io::Error,
+        source: taiyi_store::input::InputError,
     },
     /// The PNG decoder rejected the data (corrupt, truncated, bad CRC, ...).
     #[error("{origin}: corrupt or truncated PNG")]

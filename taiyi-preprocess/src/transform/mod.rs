@@ -39,6 +39,10 @@ pub const OPENAI_DATASET_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (it warns above this and errors above twice this).
 pub const PIL_MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
+/// Headers and metadata (EXIF, ICC profiles, text chunks) allowed in an image file on top of
+/// its pixels; see [`ImageTransform::max_file_bytes`].
+pub const IMAGE_FILE_SLACK_BYTES: u64 = 64 << 20;
+
 /// The open_clip evaluation transform (Resize shortest side, CenterCrop, RGB, ToTensor,
 /// Normalize). `Send + Sync`; cheap to clone.
 ///
@@ -186,17 +190,39 @@ impl ImageTransform {
     /// Decodes a file into a [`PilImage`] in the mode Pillow would open it in.
     ///
     /// # Errors
-    /// [`ImageError::Io`] if it cannot be read, and the errors of [`ImageTransform::decode_bytes`].
+    /// [`ImageError::Io`] if it cannot be read (missing, not a regular file, larger than
+    /// [`ImageTransform::max_file_bytes`]), and the errors of [`ImageTransform::decode_bytes`].
     pub fn decode_path(&self, path: impl AsRef<Path>) -> Result<PilImage, ImageError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| ImageError::Io {
-            path: path.to_owned(),
-            source: e,
-        })?;
+        let bytes = self.read_file(path)?;
         decode::decode_bytes(
             &bytes,
             &path.display().to_string(),
             self.max_pixels,
+    /// The most bytes an image file may hold to be read (by [`ImageTransform::decode_path`],
+    /// [`ImageTransform::apply_path`] and the batch paths): 8 bytes per pixel at the pixel
+    /// limit (16-bit RGBA stored uncompressed, the most any decodable format spends on a
+    /// pixel) plus [`IMAGE_FILE_SLACK_BYTES`]; 1.4 GiB at the default limit. A larger file
+    /// cannot hold a decodable image, and is refused before it is read into memory. It follows
+    /// [`ImageTransform::with_max_pixels`]. The bytes read are held during the decode and
+    /// counted in its reservation from the decode budget (`TAIYI_DECODE_MEMORY`, default
+    /// 4 GiB), so the cap also keeps one file from claiming most of that budget by itself.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_pixels
+            .saturating_mul(8)
+            .saturating_add(IMAGE_FILE_SLACK_BYTES)
+    }
+
+    /// The bytes of the image file `path`, through [`taiyi_store::input`]: a regular file of
+    /// at most [`ImageTransform::max_file_bytes`].
+    pub(crate) fn read_file(&self, path: &Path) -> Result<Vec<u8>, ImageError> {
+        let kind = taiyi_store::input::InputKind::new("image", self.max_file_bytes());
+        taiyi_store::input::read_input(path, kind).map_err(|source| ImageError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
             self.jpeg_decoder,
         )
     }
