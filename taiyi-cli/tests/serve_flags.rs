@@ -1,12 +1,18 @@
-//! `taiyi serve`'s settings are checked before anything loads (issue 25): an unusable value is
-//! an error naming its flag, never silently replaced.
+//! `taiyi serve` against bad settings and slow clients (issue 25): an unusable value is an
+//! error naming its flag, never silently replaced; SIGTERM ends the server within its grace
+//! whatever its clients hold open.
 
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
-use common::fails;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TEXT, VISION_ST, cmd, fails};
 
 #[test]
 fn unusable_serve_settings_name_their_flag() {
@@ -39,4 +45,89 @@ fn unusable_serve_settings_name_their_flag() {
         let err = fails(args, needle);
         assert!(err.contains("invalid") || err.contains("must"), "{err}");
     }
+}
+
+/// A raw request to 127.0.0.1:`port`, the whole answer.
+fn http(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The issue's case through the binary: a client holding a half-sent request (headers and 11
+/// of 100 body bytes) and an idle one do not keep `taiyi serve` from ending on SIGTERM: it
+/// exits 0 within its grace, the half-sent request answered 503.
+#[test]
+fn sigterm_ends_serve_despite_a_half_sent_request() {
+    let mut child = cmd(&[])
+        .args([
+            "serve",
+            "--text-model",
+            TEXT,
+            "--vision-model",
+            VISION_ST,
+            "--vision-arch",
+            "tiny",
+            "--port",
+            "0",
+            "--request-timeout",
+            "60s",
+            "--shutdown-grace",
+            "5s",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let start = Instant::now();
+    while !http(
+        port,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .starts_with("HTTP/1.1 200")
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "never healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    half.write_all(
+        b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"texts\": [",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut reply = String::new();
+    let _ = half.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit {status:?}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "still serving after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
