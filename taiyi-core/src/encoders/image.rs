@@ -258,6 +258,11 @@ impl<B: Backend> ImageEncoder<B> {
         if images.is_empty() {
             return Err(ClipError::EmptyInput { what: "no images" });
         }
+        // A bad decode-budget setting is the process's error, reported once: not an error of
+        // every image (nor, with `skip`, a reason to skip them all).
+        if images.iter().any(|i| i.as_input().is_encoded()) {
+            self.transform.budget_in_use()?;
+        }
         let start = Instant::now();
         let s = self.transform.image_size();
         let chunks: Vec<&[ImageSource]> = images.chunks(self.batch_size).collect();

@@ -8,7 +8,6 @@ use burn::tensor::{Tensor, TensorData};
 use image::DynamicImage;
 use rayon::prelude::*;
 
-use super::budget::DecodeBudget;
 use super::error::ImageError;
 use super::input::ImageInput;
 use super::pil::PilImage;
@@ -18,11 +17,7 @@ impl ImageTransform {
     /// Decodes and transforms encoded data under the decode budget.
     fn apply_encoded(&self, bytes: &[u8], origin: &str) -> Result<Vec<f32>, ImageError> {
         let need = decode::estimate(bytes, origin, self.max_pixels);
-        let budget: &DecodeBudget = match &self.budget.0 {
-            Some(b) => b,
-            None => DecodeBudget::global()?,
-        };
-        let _permit = budget.acquire(need);
+        let _permit = self.budget_in_use()?.acquire(need);
         let img = decode::decode_bytes(bytes, origin, self.max_pixels, self.jpeg_decoder)?;
         self.apply(&img)
     }
@@ -36,11 +31,11 @@ impl ImageTransform {
     }
 
     /// Decodes and transforms a file: `[3, size, size]` f32, CHW. The decode reserves its
-    /// estimated memory from the decode budget first (see [`DecodeBudget`]), waiting while
+    /// estimated memory from the decode budget first (see [`DecodeBudget`](super::DecodeBudget)), waiting while
     /// concurrent decodes hold it.
     ///
     /// # Errors
-    /// As [`ImageTransform::decode_path`]; [`ImageError::InvalidConfig`] for an invalid
+    /// As [`ImageTransform::decode_path`]; [`ImageError::DecodeMemoryEnv`] for an invalid
     /// [`DECODE_MEMORY_ENV`](crate::transform::DECODE_MEMORY_ENV).
     pub fn apply_path(&self, path: impl AsRef<Path>) -> Result<Vec<f32>, ImageError> {
         let path = path.as_ref();
@@ -52,7 +47,7 @@ impl ImageTransform {
     /// decode budget like [`ImageTransform::apply_path`].
     ///
     /// # Errors
-    /// As [`ImageTransform::decode_bytes`]; [`ImageError::InvalidConfig`] for an invalid
+    /// As [`ImageTransform::decode_bytes`]; [`ImageError::DecodeMemoryEnv`] for an invalid
     /// [`DECODE_MEMORY_ENV`](crate::transform::DECODE_MEMORY_ENV).
     pub fn apply_bytes(&self, bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
         self.apply_encoded(bytes, "<bytes>")
@@ -81,14 +76,20 @@ impl ImageTransform {
 
     /// Transforms many images in parallel (rayon, one image per task), keeping their order.
     /// Returns one `[3, size, size]` CHW vector per image. Concurrent decodes together stay
-    /// within the decode budget ([`DecodeBudget`], default 4 GiB): tasks wait for it.
+    /// within the decode budget ([`DecodeBudget`](super::DecodeBudget), default 4 GiB): tasks wait for it.
     ///
     /// # Errors
-    /// [`ImageError::EmptyBatch`] for no inputs; otherwise the first failing image's error
-    /// (by position) wrapped in [`ImageError::Batch`].
+    /// [`ImageError::EmptyBatch`] for no inputs; [`ImageError::DecodeMemoryEnv`] (once, not
+    /// per image) if encoded inputs meet a bad [`DECODE_MEMORY_ENV`]; otherwise the first
+    /// failing image's error (by position) wrapped in [`ImageError::Batch`].
+    ///
+    /// [`DECODE_MEMORY_ENV`]: crate::transform::DECODE_MEMORY_ENV
     pub fn apply_batch(&self, inputs: &[ImageInput<'_>]) -> Result<Vec<Vec<f32>>, ImageError> {
         if inputs.is_empty() {
             return Err(ImageError::EmptyBatch);
+        }
+        if inputs.iter().any(ImageInput::is_encoded) {
+            self.budget_in_use()?;
         }
         inputs
             .par_iter()

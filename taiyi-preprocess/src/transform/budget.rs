@@ -72,14 +72,12 @@ impl DecodeBudget {
     /// A budget with the limit [`DECODE_MEMORY_ENV`] gives, else [`DEFAULT_DECODE_MEMORY`].
     ///
     /// # Errors
-    /// [`ImageError::InvalidConfig`] if the variable is set but not a size.
+    /// [`ImageError::DecodeMemoryEnv`] if the variable is set but not a size.
     pub fn from_env() -> Result<Self, ImageError> {
         match std::env::var(DECODE_MEMORY_ENV) {
-            Ok(v) if !v.trim().is_empty() => Ok(Self::new(parse_size(&v).ok_or_else(|| {
-                ImageError::InvalidConfig(format!(
-                    "{DECODE_MEMORY_ENV}={v:?} is not a size (bytes, or e.g. 512M, 4GiB)"
-                ))
-            })?)),
+            Ok(v) if !v.trim().is_empty() => Ok(Self::new(
+                parse_size(&v).ok_or(ImageError::DecodeMemoryEnv { value: v })?,
+            )),
             _ => Ok(Self::new(DEFAULT_DECODE_MEMORY)),
         }
     }
@@ -87,13 +85,21 @@ impl DecodeBudget {
     /// The process-wide budget, made by [`DecodeBudget::from_env`] on first use.
     ///
     /// # Errors
-    /// [`ImageError::InvalidConfig`] if [`DECODE_MEMORY_ENV`] is set but not a size.
+    /// [`ImageError::DecodeMemoryEnv`] if [`DECODE_MEMORY_ENV`] is set but not a size.
     pub fn global() -> Result<&'static Self, ImageError> {
+        // The error kept is the variable's value (the error itself is not `Clone`).
         static GLOBAL: OnceLock<Result<DecodeBudget, String>> = OnceLock::new();
         GLOBAL
-            .get_or_init(|| Self::from_env().map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                Self::from_env().map_err(|e| match e {
+                    ImageError::DecodeMemoryEnv { value } => value,
+                    other => other.to_string(),
+                })
+            })
             .as_ref()
-            .map_err(|e| ImageError::InvalidConfig(e.clone()))
+            .map_err(|value| ImageError::DecodeMemoryEnv {
+                value: value.clone(),
+            })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

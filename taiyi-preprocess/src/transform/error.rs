@@ -134,6 +134,16 @@ pub enum ImageError {
     /// A raw pixel buffer whose length does not match its size and mode.
     #[error("invalid pixel buffer: {0}")]
     InvalidBuffer(String),
+    /// The environment variable `TAIYI_DECODE_MEMORY` (the decode budget's limit) is set but
+    /// is not a size: a configuration error of the process, not of an image.
+    #[error(
+        "invalid environment variable TAIYI_DECODE_MEMORY={value:?}: expected a size in bytes, \
+         or e.g. 512M, 4GiB"
+    )]
+    DecodeMemoryEnv {
+        /// The variable's value.
+        value: String,
+    },
     /// An invalid transform configuration (e.g. image size 0, non-positive std).
     #[error("invalid image transform configuration: {0}")]
     InvalidConfig(String),

@@ -20,6 +20,14 @@ pub enum ImageInput<'a> {
     Pil(&'a PilImage),
 }
 
+impl ImageInput<'_> {
+    /// Whether the input must be decoded (a path or encoded bytes), reserving memory from the
+    /// decode budget.
+    pub fn is_encoded(&self) -> bool {
+        matches!(self, ImageInput::Path(_) | ImageInput::Bytes(_))
+    }
+}
+
 impl<'a> From<&'a Path> for ImageInput<'a> {
     fn from(p: &'a Path) -> Self {
         ImageInput::Path(p)

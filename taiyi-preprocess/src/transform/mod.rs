@@ -156,6 +156,20 @@ impl ImageTransform {
         self.budget.0.as_ref()
     }
 
+    /// The budget the `apply_*` methods reserve decodes from: the transform's own, else the
+    /// process-wide one. Batch callers check it once, before any image, so that a bad
+    /// configuration is reported as such and not as an error of every image.
+    ///
+    /// # Errors
+    /// [`ImageError::DecodeMemoryEnv`] if the process-wide budget is used and
+    /// [`DECODE_MEMORY_ENV`] is set but not a size.
+    pub fn budget_in_use(&self) -> Result<&DecodeBudget, ImageError> {
+        match &self.budget.0 {
+            Some(b) => Ok(b),
+            None => DecodeBudget::global(),
+        }
+    }
+
     /// The bytes decoding `bytes` is expected to hold at its peak (from the header alone),
     /// which the `apply_*` methods reserve from the decode budget.
     pub fn decode_estimate(&self, bytes: &[u8]) -> u64 {
@@ -187,18 +201,6 @@ impl ImageTransform {
         3 * self.image_size * self.image_size
     }
 
-    /// Decodes a file into a [`PilImage`] in the mode Pillow would open it in.
-    ///
-    /// # Errors
-    /// [`ImageError::Io`] if it cannot be read (missing, not a regular file, larger than
-    /// [`ImageTransform::max_file_bytes`]), and the errors of [`ImageTransform::decode_bytes`].
-    pub fn decode_path(&self, path: impl AsRef<Path>) -> Result<PilImage, ImageError> {
-        let path = path.as_ref();
-        let bytes = self.read_file(path)?;
-        decode::decode_bytes(
-            &bytes,
-            &path.display().to_string(),
-            self.max_pixels,
     /// The most bytes an image file may hold to be read (by [`ImageTransform::decode_path`],
     /// [`ImageTransform::apply_path`] and the batch paths): 8 bytes per pixel at the pixel
     /// limit (16-bit RGBA stored uncompressed, the most any decodable format spends on a
@@ -223,6 +225,18 @@ impl ImageTransform {
         })
     }
 
+    /// Decodes a file into a [`PilImage`] in the mode Pillow would open it in.
+    ///
+    /// # Errors
+    /// [`ImageError::Io`] if it cannot be read (missing, not a regular file, larger than
+    /// [`ImageTransform::max_file_bytes`]), and the errors of [`ImageTransform::decode_bytes`].
+    pub fn decode_path(&self, path: impl AsRef<Path>) -> Result<PilImage, ImageError> {
+        let path = path.as_ref();
+        let bytes = self.read_file(path)?;
+        decode::decode_bytes(
+            &bytes,
+            &path.display().to_string(),
+            self.max_pixels,
             self.jpeg_decoder,
         )
     }
