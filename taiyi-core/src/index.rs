@@ -4,22 +4,58 @@
 //! The two files are one unit: the manifest holds the row names (JSON strings, so any UTF-8
 //! name round-trips, newlines included), the row count, the width, whether the rows are
 //! normalised, and the SHA-256 of the `.npy` file it was written with. [`EmbeddingIndex::load`]
-//! checks that digest, so a `.npy` paired with another run's names (a writer killed between the
-//! two renames, two writers racing) is an error, never a wrong answer.
+//! reads the `.npy` once, hashes those very bytes and takes the names of the generation with
+//! that digest, so a `.npy` paired with another run's names (a writer killed between the two
+//! renames, two writers racing) is an error, never a wrong answer.
+//!
+//! # Replacing an index as one unit
+//!
+//! Two files cannot be renamed at once, so the manifest may describe two generations: its
+//! top-level fields are the newest one, and during a swap `previous` holds the one the `.npy`
+//! on disk still has. [`EmbeddingIndex::write`] commits in this order:
+//!
+//! 1. the new `.npy` is written in full to a temporary file beside the target and synced
+//!    (a full disk fails here, nothing else touched);
+//! 2. the manifest is replaced (temporary file, sync, rename, folder sync) by one naming the
+//!    new generation and, as `previous`, the generation of the `.npy` now on disk (looked up by
+//!    its digest in the old manifest; none if the old pair was not valid);
+//! 3. the new `.npy` is renamed over the old one (link followed), and the folder synced: from
+//!    here on the new index is the valid one;
+//! 4. the manifest is rewritten without `previous` (best effort: a failure here leaves a valid
+//!    index whose manifest is larger until the next write).
+//!
+//! A failure or an interrupt before step 3 leaves the previous index loading exactly as
+//! before; after it, the new one. At no point does a reader pair rows with names of another
+//! generation. Readers that do not check the digest (a plain `json.load` of `names`) see the
+//! new names early only if a write died between steps 2 and 3.
+//!
+//! A `.npy` whose manifest is missing is refused by [`EmbeddingIndex::load`] (an orphan of a
+//! failed write by an older taiyi, or a copy without its manifest); a plain `[n, d]` array
+//! written by another tool is searched with [`EmbeddingIndex::load_plain`] (`taiyi search
+//! --plain-npy`), rows named by their number. A link is followed: the manifest lives beside
+//! the file the link points to, so the index loads through either path.
+//!
+//! Rows are checked when an index loads: every row must have a finite, non-zero norm, rows of
+//! an index whose manifest says `normalized` must have norm 1 (within [`NORM_TOLERANCE`]) or
+//! the load fails, and rows of a raw index are normalised, so scores are always cosines.
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::ClipError;
+use crate::commit::{fault, file_sha256, sha256_hex, sync_dir_of};
+use crate::outfile::AtomicFile;
 use crate::retrieval::{Hit, top_k};
 
 /// The manifest's `format` value.
 const FORMAT: &str = "taiyi-embedding-index";
 /// The manifest's `version`.
 const VERSION: u32 = 1;
+/// How far from 1 the norm of a row may be in an index whose manifest says the rows are
+/// normalised (f32 normalisation is exact to ~1e-6; a row beyond this was not normalised).
+pub const NORM_TOLERANCE: f32 = 1e-3;
 
 /// An input left out of an index, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,11 +66,9 @@ pub struct Skipped {
     pub error: String,
 }
 
-/// The JSON sidecar of an index.
-#[derive(Debug, Serialize, Deserialize)]
-struct Manifest {
-    format: String,
-    version: u32,
+/// One generation of an index: what the manifest says about one `.npy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Generation {
     rows: usize,
     dim: usize,
     normalized: bool,
@@ -42,6 +76,44 @@ struct Manifest {
     names: Vec<String>,
     #[serde(default)]
     skipped: Vec<Skipped>,
+}
+
+/// The JSON sidecar of an index: the newest generation at the top level (the layout of
+/// version 1, which readers of `names` rely on) and, during a swap, the previous one.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: String,
+    version: u32,
+    #[serde(flatten)]
+    current: Generation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<Generation>,
+}
+
+impl Manifest {
+    fn new(current: Generation, previous: Option<Generation>) -> Self {
+        Self {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            current,
+            previous,
+        }
+    }
+
+    fn to_json(&self) -> Result<Vec<u8>, ClipError> {
+        serde_json::to_vec_pretty(self).map_err(|e| ClipError::Mismatch {
+            message: format!("cannot serialise the index manifest: {e}"),
+        })
+    }
+
+    /// The generation whose `.npy` has digest `sha256`.
+    fn generation(self, sha256: &str) -> Option<Generation> {
+        if self.current.npy_sha256 == sha256 {
+            Some(self.current)
+        } else {
+            self.previous.filter(|g| g.npy_sha256 == sha256)
+        }
+    }
 }
 
 /// An embedded collection: one embedding per row, with a name per row (e.g. the image path),
@@ -57,11 +129,18 @@ pub struct EmbeddingIndex {
     pub skipped: Vec<Skipped>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// `path`, a symbolic link resolved (the file a write replaces and whose manifest it writes).
+fn real_path(path: &Path) -> PathBuf {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// A manifest's bytes, through [`crate::input`] (a regular file, at most
@@ -93,11 +172,13 @@ impl EmbeddingIndex {
     }
 
     /// Write an index: `values` (`[rows, dim]`, row-major) to `npy` and the manifest beside
-    /// it, each atomically. `normalized` records whether the rows are L2-normalised.
+    /// it (beside the file a link points to), replacing a previous index as one unit: see the
+    /// module docs for the commit order. `normalized` records whether the rows are
+    /// L2-normalised.
     ///
     /// # Errors
     /// [`ClipError::Mismatch`] if `names` and `values` disagree; the errors of
-    /// [`crate::outfile::AtomicFile`].
+    /// [`crate::outfile::AtomicFile`] (the previous index then loads as before).
     pub fn write(
         npy: &Path,
         dim: usize,
@@ -118,9 +199,7 @@ impl EmbeddingIndex {
         let rows = names.len();
         // The .npy bytes in memory: their digest goes into the manifest.
         let bytes = crate::npy::encode_f32(&[rows, dim], values)?;
-        let manifest = Manifest {
-            format: FORMAT.to_string(),
-            version: VERSION,
+        let current = Generation {
             rows,
             dim,
             normalized,
@@ -128,23 +207,167 @@ impl EmbeddingIndex {
             names: names.to_vec(),
             skipped: skipped.to_vec(),
         };
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ClipError::Mismatch {
-            message: format!("cannot serialise the index manifest: {e}"),
-        })?;
-        crate::outfile::write_atomic(npy, &bytes)?;
-        crate::outfile::write_atomic(&Self::names_path(npy), &json)
+        // 1. The new .npy, complete and synced, under a temporary name.
+        let mut file = AtomicFile::create(npy)?;
+        let target = file.target().to_path_buf();
+        fault("npy-write", &target)?;
+        file.write(&bytes)?;
+        file.sync()?;
+        // 2. The manifest naming the new generation and the one the .npy on disk has.
+        let manifest_path = Self::names_path(&target);
+        let previous = Self::generation_on_disk(&target, &manifest_path)?;
+        let manifest = Manifest::new(current, previous);
+        let json = manifest.to_json()?;
+        fault("manifest-write", &manifest_path)?;
+        crate::outfile::write_atomic(&manifest_path, &json)?;
+        fault("manifest-sync", &manifest_path)?;
+        sync_dir_of(&manifest_path)?;
+        // 3. The new .npy into place: the commit point.
+        fault("npy-rename", &target)?;
+        file.commit()?;
+        fault("npy-sync", &target)?;
+        sync_dir_of(&target)?;
+        // 4. Drop the previous generation (best effort: the index is valid either way).
+        if manifest.previous.is_some() {
+            // On a failure the manifest with both generations stays; the next write drops the
+            // old one.
+            let _ = fault("manifest-cleanup", &manifest_path).and_then(|()| {
+                let json = Manifest::new(manifest.current, None).to_json()?;
+                crate::outfile::write_atomic(&manifest_path, &json)
+            });
+        }
+        Ok(())
     }
 
-    /// Load `FILE.npy` and its manifest. Without a manifest, rows are called by their number
-    /// (any float32 `[n, d]` `.npy` can be searched).
+    /// The generation of the `.npy` now at `npy` according to the manifest at
+    /// `manifest_path`, if that pair is a valid index.
+    fn generation_on_disk(
+        npy: &Path,
+        manifest_path: &Path,
+    ) -> Result<Option<Generation>, ClipError> {
+        let is_file = std::fs::metadata(manifest_path).is_ok_and(|m| m.is_file());
+        if !is_file {
+            return Ok(None);
+        }
+        let Some(digest) = file_sha256(npy)? else {
+            return Ok(None);
+        };
+        let manifest = match read(manifest_path) {
+            Ok(bytes) => serde_json::from_slice::<Manifest>(&bytes).ok(),
+            Err(_) => None,
+        };
+        Ok(manifest
+            .filter(|m| m.format == FORMAT && m.version == VERSION)
+            .and_then(|m| m.generation(&digest)))
+    }
+
+    /// Load `FILE.npy` and its manifest (the manifest beside the file a link points to, or,
+    /// for an index written through a link by an older taiyi, beside the link).
     ///
     /// # Errors
-    /// [`ClipError::Index`] if the manifest does not belong to this `.npy` (digest, rows or
-    /// width differ), is malformed, or only an old `.names.txt` sidecar exists; the `.npy`
-    /// reader's errors; [`ClipError::Index`] for a row that cannot be normalised (zero or
-    /// non-finite).
+    /// [`ClipError::Index`] if the manifest is missing (an orphan `.npy`: see
+    /// [`EmbeddingIndex::load_plain`] for plain arrays), does not belong to this `.npy` (no
+    /// generation with its digest, or rows / width differ), is malformed, or only an old
+    /// `.names.txt` sidecar exists; the `.npy` reader's errors; [`ClipError::Index`] for a row
+    /// that cannot be normalised (zero or non-finite) or, in an index that says its rows are
+    /// normalised, a row whose norm is not 1.
     pub fn load(npy: &Path) -> Result<Self, ClipError> {
-        let (shape, values) = crate::npy::read_f32(npy)?;
+        let real = real_path(npy);
+        let manifest_path = match Self::names_path(&real) {
+            p if !exists(&p) && real != npy && exists(&Self::names_path(npy)) => {
+                Self::names_path(npy)
+            }
+            p => p,
+        };
+        let bad = |message: String| ClipError::Index {
+            path: manifest_path.clone(),
+            message,
+        };
+        if !exists(&manifest_path) {
+            if exists(&Self::legacy_names_path(npy)) {
+                return Err(bad(format!(
+                    "missing; {} is an old names file that cannot be checked against the \
+                     .npy: embed the collection again",
+                    Self::legacy_names_path(npy).display()
+                )));
+            }
+            return Err(bad(format!(
+                "missing: {} has no manifest, so its rows cannot be named or checked (an \
+                 output of a failed write, or a copy without its manifest?); a plain [n, d] \
+                 array is searched with --plain-npy",
+                npy.display()
+            )));
+        }
+        let m: Manifest = serde_json::from_slice(&read(&manifest_path)?)
+            .map_err(|e| bad(format!("not an index manifest: {e}")))?;
+        if m.format != FORMAT || m.version != VERSION {
+            return Err(bad(format!(
+                "unknown manifest format {} version {}",
+                m.format, m.version
+            )));
+        }
+        // One read: the rows parsed are the bytes hashed.
+        let bytes = crate::npy::read_bytes(npy)?;
+        let Some(generation) = m.generation(&sha256_hex(&bytes)) else {
+            return Err(bad(format!(
+                "it was written with another {} (an interrupted or concurrent write?): \
+                 embed the collection again",
+                npy.display()
+            )));
+        };
+        let (shape, values) = crate::npy::parse_f32(&bytes).map_err(|message| ClipError::Npy {
+            path: npy.to_path_buf(),
+            message,
+        })?;
+        let embeddings = Self::matrix(npy, &shape, values)?;
+        let (n, d) = embeddings.dim();
+        let g = generation;
+        if g.rows != n || g.dim != d || g.names.len() != n {
+            return Err(bad(format!(
+                "it describes {} rows of width {} with {} names, the .npy holds [{n}, {d}]",
+                g.rows,
+                g.dim,
+                g.names.len()
+            )));
+        }
+        Self::checked(npy, embeddings, g.names, g.normalized, g.skipped)
+    }
+
+    /// Load a plain `[n, d]` float32 `.npy` without a manifest (written by another tool):
+    /// rows are named by their number and normalised.
+    ///
+    /// # Errors
+    /// [`ClipError::Index`] if the file has a manifest (it is an index: use
+    /// [`EmbeddingIndex::load`], which checks it) or a row cannot be normalised; the `.npy`
+    /// reader's errors.
+    pub fn load_plain(npy: &Path) -> Result<Self, ClipError> {
+        let real = real_path(npy);
+        for manifest in [Self::names_path(&real), Self::names_path(npy)] {
+            if exists(&manifest) {
+                return Err(ClipError::Index {
+                    path: npy.to_path_buf(),
+                    message: format!(
+                        "it has a manifest ({}): it is an index, load it as one (without \
+                         --plain-npy) so that its names and digest are used",
+                        manifest.display()
+                    ),
+                });
+            }
+        }
+        let (shape, values) =
+            crate::npy::parse_f32(&crate::npy::read_bytes(npy)?).map_err(|message| {
+                ClipError::Npy {
+                    path: npy.to_path_buf(),
+                    message,
+                }
+            })?;
+        let embeddings = Self::matrix(npy, &shape, values)?;
+        let names = (0..embeddings.nrows()).map(|i| i.to_string()).collect();
+        Self::checked(npy, embeddings, names, false, Vec::new())
+    }
+
+    /// The `[n, d]` matrix of a parsed `.npy`.
+    fn matrix(npy: &Path, shape: &[usize], values: Vec<f32>) -> Result<Array2<f32>, ClipError> {
         // d ≥ 1 bounds the row count by the file's size (the reader checked the data length).
         let (n, d) = match shape[..] {
             [n, d] if d >= 1 => (n, d),
@@ -157,61 +380,41 @@ impl EmbeddingIndex {
                 });
             }
         };
-        let mut embeddings =
-            Array2::from_shape_vec((n, d), values).map_err(|e| ClipError::Npy {
-                path: npy.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let manifest_path = Self::names_path(npy);
-        let bad = |message: String| ClipError::Index {
-            path: manifest_path.clone(),
-            message,
-        };
-        let (names, normalized, skipped) = match std::fs::symlink_metadata(&manifest_path) {
-            Ok(_) => {
-                let m: Manifest = serde_json::from_slice(&read(&manifest_path)?)
-                    .map_err(|e| bad(format!("not an index manifest: {e}")))?;
-                if m.format != FORMAT || m.version != VERSION {
-                    return Err(bad(format!(
-                        "unknown manifest format {} version {}",
-                        m.format, m.version
-                    )));
-                }
-                if sha256_hex(&crate::npy::read_bytes(npy)?) != m.npy_sha256 {
-                    return Err(bad(format!(
-                        "it was written with another {} (an interrupted or concurrent \
-                         write?): embed the collection again",
-                        npy.display()
-                    )));
-                }
-                if m.rows != n || m.dim != d || m.names.len() != n {
-                    return Err(bad(format!(
-                        "it describes {} rows of width {} with {} names, the .npy holds [{n}, {d}]",
-                        m.rows,
-                        m.dim,
-                        m.names.len()
-                    )));
-                }
-                (m.names, m.normalized, m.skipped)
-            }
-            Err(_) if Self::legacy_names_path(npy).exists() => {
-                return Err(bad(format!(
-                    "missing; {} is an old names file that cannot be checked against the \
-                     .npy: embed the collection again",
-                    Self::legacy_names_path(npy).display()
-                )));
-            }
-            Err(_) => ((0..n).map(|i| i.to_string()).collect(), false, Vec::new()),
-        };
+        Array2::from_shape_vec((n, d), values).map_err(|e| ClipError::Npy {
+            path: npy.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The index, its rows checked: finite and non-zero, norm 1 if `normalized` says so
+    /// (never believed unchecked), normalised otherwise.
+    fn checked(
+        npy: &Path,
+        mut embeddings: Array2<f32>,
+        names: Vec<String>,
+        normalized: bool,
+        skipped: Vec<Skipped>,
+    ) -> Result<Self, ClipError> {
         for (i, mut row) in embeddings.outer_iter_mut().enumerate() {
             let norm = row.dot(&row).sqrt();
+            let name = names.get(i).map_or("", String::as_str);
             if !norm.is_finite() || norm == 0.0 {
                 return Err(ClipError::Index {
                     path: npy.to_path_buf(),
-                    message: format!("row {i} ({}) has norm {norm}", names[i]),
+                    message: format!("row {i} ({name}) has norm {norm}"),
                 });
             }
-            if !normalized {
+            if normalized {
+                if (norm - 1.0).abs() > NORM_TOLERANCE {
+                    return Err(ClipError::Index {
+                        path: npy.to_path_buf(),
+                        message: format!(
+                            "row {i} ({name}) has norm {norm}, but the manifest says the rows \
+                             are L2-normalised: its scores would not be cosines"
+                        ),
+                    });
+                }
+            } else {
                 row /= norm;
             }
         }
@@ -225,5 +428,180 @@ impl EmbeddingIndex {
     /// The `k` best rows for a normalised query embedding (cosine similarity).
     pub fn search(&self, query: ArrayView1<'_, f32>, k: usize) -> Result<Vec<Hit>, ClipError> {
         top_k(query, self.embeddings.view(), k)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::commit::tests::{fail_at, seen};
+
+    /// Every fault-injection point of [`EmbeddingIndex::write`], in commit order.
+    const STEPS: [&str; 7] = [
+        "npy-write",
+        "manifest-write",
+        "manifest-sync",
+        "npy-rename",
+        "npy-sync",
+        "manifest-cleanup",
+        // Not a step: no fault.
+        "none",
+    ];
+    /// The first step at which the new index is the valid one.
+    const COMMITTED_FROM: usize = 4;
+    /// The first step whose failure the write does not report (the folder sync after the
+    /// rename is reported: the new index is in place, but maybe not on disk).
+    const SUCCEEDS_FROM: usize = 5;
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    /// A normalised `[n, 2]` index whose rows depend on `seed`.
+    fn rows(seed: f32, n: usize) -> Vec<f32> {
+        (0..n)
+            .flat_map(|i| {
+                let a = seed + i as f32;
+                [a.cos(), a.sin()]
+            })
+            .collect()
+    }
+
+    fn litter(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    }
+
+    /// A write failing at each step leaves the previous index loading exactly as before
+    /// (or, once the `.npy` is renamed, the new one whole); never a mixed pair, never an
+    /// orphan; then a second write over that state succeeds.
+    #[test]
+    fn a_failed_write_at_any_step_keeps_a_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        for (k, step) in STEPS.iter().enumerate() {
+            let npy = dir.path().join(format!("idx{k}.npy"));
+            let (old_names, new_names) = (names("old", 3), names("new", 5));
+            let (old_rows, new_rows) = (rows(0.0, 3), rows(10.0, 5));
+            EmbeddingIndex::write(&npy, 2, &old_rows, &old_names, true, &[]).unwrap();
+            fail_at(Some(step));
+            let result = EmbeddingIndex::write(&npy, 2, &new_rows, &new_names, true, &[]);
+            let passed = seen();
+            fail_at(None);
+            if *step != "none" {
+                assert_eq!(passed.last(), Some(step), "{passed:?}");
+            }
+            let committed = k >= COMMITTED_FROM;
+            // The commit point is the .npy rename: a failure at the clean-up is no failure.
+            assert_eq!(result.is_ok(), k >= SUCCEEDS_FROM, "{step}: {result:?}");
+            let idx = EmbeddingIndex::load(&npy).unwrap();
+            let (want_names, want_rows) = if committed {
+                (&new_names, &new_rows)
+            } else {
+                (&old_names, &old_rows)
+            };
+            assert_eq!(&idx.names, want_names, "{step}");
+            assert_eq!(idx.embeddings.as_slice().unwrap(), &want_rows[..], "{step}");
+            assert!(litter(dir.path()).is_empty(), "{step}");
+            // The manifest keeps two generations only while (or if) a swap was cut short.
+            let m: Manifest =
+                serde_json::from_slice(&std::fs::read(EmbeddingIndex::names_path(&npy)).unwrap())
+                    .unwrap();
+            let swap_cut = (2..=5).contains(&k);
+            assert_eq!(m.previous.is_some(), swap_cut, "{step}");
+            // The next write over whatever was left.
+            let third = names("third", 2);
+            EmbeddingIndex::write(&npy, 2, &rows(20.0, 2), &third, false, &[]).unwrap();
+            assert_eq!(EmbeddingIndex::load(&npy).unwrap().names, third, "{step}");
+        }
+    }
+
+    /// A first write that fails leaves nothing a reader accepts: no `.npy` at all before the
+    /// commit point (so no orphan), and a missing manifest is refused anyway.
+    #[test]
+    fn a_failed_first_write_leaves_no_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        for step in &STEPS[..COMMITTED_FROM] {
+            let npy = dir.path().join(format!("first-{step}.npy"));
+            fail_at(Some(step));
+            let result = EmbeddingIndex::write(&npy, 2, &rows(0.0, 2), &names("a", 2), true, &[]);
+            fail_at(None);
+            assert!(result.is_err(), "{step}");
+            assert!(!npy.exists(), "{step}");
+            assert!(EmbeddingIndex::load(&npy).is_err(), "{step}");
+        }
+        // An orphan .npy (no manifest): refused by load, read by load_plain.
+        let npy = dir.path().join("orphan.npy");
+        crate::npy::write_f32(&npy, &[2, 2], &rows(0.0, 2)).unwrap();
+        let err = EmbeddingIndex::load(&npy).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        assert_eq!(EmbeddingIndex::load_plain(&npy).unwrap().names, ["0", "1"]);
+        // An index is not loaded as a plain array.
+        let idx = dir.path().join("idx.npy");
+        EmbeddingIndex::write(&idx, 2, &rows(0.0, 2), &names("a", 2), true, &[]).unwrap();
+        assert!(matches!(
+            EmbeddingIndex::load_plain(&idx),
+            Err(ClipError::Index { .. })
+        ));
+    }
+
+    /// A manifest that claims normalised rows is checked: unnormalised rows with a matching
+    /// digest are refused, never scored as cosines.
+    #[test]
+    fn a_normalized_claim_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let npy = dir.path().join("idx.npy");
+        let values = [3.0f32, 4.0, 0.0, 2.0];
+        let bytes = crate::npy::encode_f32(&[2, 2], &values).unwrap();
+        std::fs::write(&npy, &bytes).unwrap();
+        let generation = Generation {
+            rows: 2,
+            dim: 2,
+            normalized: true,
+            npy_sha256: sha256_hex(&bytes),
+            names: names("x", 2),
+            skipped: Vec::new(),
+        };
+        let manifest = Manifest::new(generation.clone(), None).to_json().unwrap();
+        std::fs::write(EmbeddingIndex::names_path(&npy), manifest).unwrap();
+        let err = EmbeddingIndex::load(&npy).unwrap_err();
+        assert!(err.to_string().contains("has norm 5"), "{err}");
+        // The same rows declared raw are normalised.
+        let raw = Generation {
+            normalized: false,
+            ..generation
+        };
+        let manifest = Manifest::new(raw, None).to_json().unwrap();
+        std::fs::write(EmbeddingIndex::names_path(&npy), manifest).unwrap();
+        let idx = EmbeddingIndex::load(&npy).unwrap();
+        assert_eq!(idx.embeddings.as_slice().unwrap(), &[0.6, 0.8, 0.0, 1.0]);
+    }
+
+    /// Written through a link, the manifest goes beside the file the link points to, and
+    /// the index loads through the link and through its target.
+    #[test]
+    fn a_link_keeps_the_manifest_beside_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        std::fs::create_dir(&real_dir).unwrap();
+        let target = real_dir.join("idx.npy");
+        std::fs::write(&target, b"").unwrap();
+        let link = dir.path().join("link.npy");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let n = names("n", 2);
+        EmbeddingIndex::write(&link, 2, &rows(0.0, 2), &n, true, &[]).unwrap();
+        assert!(EmbeddingIndex::names_path(&target).exists());
+        assert!(!EmbeddingIndex::names_path(&link).exists());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(EmbeddingIndex::load(&link).unwrap().names, n);
+        assert_eq!(EmbeddingIndex::load(&target).unwrap().names, n);
     }
 }

@@ -32,6 +32,7 @@
 //! weights with the standard Hugging Face cache.
 
 pub mod arch;
+mod commit;
 mod device;
 mod encoders;
 mod error;
@@ -68,10 +69,10 @@ pub use zeroshot::{
 pub use taiyi_nn::{CpuKernel, DenseFormat};
 pub use taiyi_preprocess::tokenizer::BertTokenizer;
 pub use taiyi_preprocess::transform::ImageTransform;
-pub use taiyi_text::TextMode;
 /// The one way to open an input file: regular files only, size caps per kind
 /// (`taiyi_store::input`).
 pub use taiyi_store::input;
+pub use taiyi_text::TextMode;
 pub use taiyi_vision::VisionConfig;
 
 use burn::tensor::Tensor;

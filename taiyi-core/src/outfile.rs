@@ -145,6 +145,21 @@ impl AtomicFile {
         result.map_err(|e| self.io(e))
     }
 
+    /// Flush the bytes written so far and sync them to disk (the temporary file: the target is
+    /// untouched), so that a later [`AtomicFile::commit`] has nothing left to write. The
+    /// two-file outputs call it before they touch their manifest, so a full disk fails the
+    /// write while the previous output is still whole.
+    ///
+    /// # Errors
+    /// [`ClipError::Io`] naming the target.
+    pub fn sync(&mut self) -> Result<(), ClipError> {
+        let result = match self.file.as_mut() {
+            Some(f) => f.flush().and_then(|()| f.get_ref().sync_all()),
+            None => Err(std::io::Error::other("the file is already closed")),
+        };
+        result.map_err(|e| self.io(e))
+    }
+
     /// Flush, sync and rename the temporary file over the target.
     ///
     /// # Errors

@@ -50,7 +50,7 @@ pub fn top_k_batch(
     queries.outer_iter().map(|q| top_k(q, index, k)).collect()
 }
 
-pub use crate::index::{EmbeddingIndex, Skipped};
+pub use crate::index::{EmbeddingIndex, NORM_TOLERANCE, Skipped};
 
 #[cfg(test)]
 mod tests {
@@ -82,11 +82,11 @@ mod tests {
         let p = dir.join("zero-width.npy");
         crate::npy::write_f32(&p, &[1 << 62, 0], &[])?;
         assert!(matches!(
-            EmbeddingIndex::load(&p),
+            EmbeddingIndex::load_plain(&p),
             Err(ClipError::Npy { .. })
         ));
         crate::npy::write_f32(&p, &[2, 1], &[1.0, 2.0])?;
-        assert_eq!(EmbeddingIndex::load(&p)?.names, ["0", "1"]);
+        assert_eq!(EmbeddingIndex::load_plain(&p)?.names, ["0", "1"]);
         Ok(())
     }
 }

@@ -164,7 +164,7 @@ fn zero_rows_are_refused() {
     let npy = d.join("idx.npy");
     taiyi_core::npy::write_f32(&npy, &[2, 2], &[1.0, 0.0, 0.0, 0.0]).unwrap();
     assert!(matches!(
-        EmbeddingIndex::load(&npy),
+        EmbeddingIndex::load_plain(&npy),
         Err(ClipError::Index { .. })
     ));
 }

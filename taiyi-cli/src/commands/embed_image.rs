@@ -48,17 +48,20 @@ pub(crate) struct EmbedImageArgs {
     out: Option<PathBuf>,
     /// Embed only shard I of N (0 ≤ I < N): the I-th of N contiguous slices of the image list
     /// (a folder walk is sorted by path), so N jobs together embed every image once. Output in
-    /// clip-retrieval's layout under --out-dir.
+    /// clip-retrieval's layout under --out-dir, bound by DIR/shards/shard_{I}.json. A shard
+    /// with no image (N above the image count) writes a [0, d] array and an empty table.
     #[arg(long, value_name = "I/N", requires = "out_dir")]
     shard: Option<Shard>,
     /// Write clip-retrieval's layout instead of one index: DIR/img_emb/img_emb_{I}.npy and
     /// DIR/metadata/metadata_{I}.parquet (column image_path), as autofaiss and clip-retrieval
-    /// read them.
+    /// read them, plus the manifest DIR/shards/shard_{I}.json binding the two (row count and
+    /// SHA-256 of both), written so that a failed rerun never leaves a mixed pair accepted.
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
-    /// Element type of the img_emb files with --out-dir.
-    #[arg(long, value_enum, default_value = "float16", requires = "out_dir")]
-    dtype: DtypeArg,
+    /// Element type of the img_emb files with --out-dir [default: float16]. Only with
+    /// --out-dir (an --out index is always float32): elsewhere it is refused, not ignored.
+    #[arg(long, value_enum, requires = "out_dir")]
+    dtype: Option<DtypeArg>,
 }
 
 /// `--dtype` of the clip-retrieval layout.
@@ -80,6 +83,23 @@ impl From<DtypeArg> for EmbeddingDtype {
 }
 
 impl EmbedImageArgs {
+    /// Flags that only apply to --out-dir are refused without it. (clap's `requires` is not
+    /// enough: it waives the requirement when an argument that conflicts with --out-dir, such
+    /// as --out, is given.)
+    fn check_flags(&self) -> Result<(), CliError> {
+        if self.out_dir.is_none() {
+            if self.dtype.is_some() {
+                return Err(CliError::Usage(
+                    "--dtype applies to --out-dir only (an --out index is always float32)".into(),
+                ));
+            }
+            if self.shard.is_some() {
+                return Err(CliError::Usage("--shard needs --out-dir".into()));
+            }
+        }
+        Ok(())
+    }
+
     /// The images to embed and their names (UTF-8 paths: the manifest stores names as JSON).
     fn inputs(&self) -> Result<(Vec<PathBuf>, Vec<String>), CliError> {
         let mut paths = self.images.clone();
@@ -119,9 +139,26 @@ impl BackendTask for EmbedImageArgs {
     type Error = CliError;
     fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
         let start = Instant::now();
+        self.check_flags()?;
         let (paths, mut names) = self.inputs()?;
         let (enc, _, _) = image_encoder::<B>(&self.model, &device)?;
         let loaded = start.elapsed();
+        let dtype = self.dtype.map_or(EmbeddingDtype::F16, EmbeddingDtype::from);
+        if paths.is_empty() {
+            // Only a shard can be empty (more shards than images): it writes empty, valid
+            // outputs of the model's width, so an array job of any N succeeds.
+            let (Some(dir), Some(shard)) = (&self.out_dir, self.shard) else {
+                return Err(CliError::Usage("no images to embed".into()));
+            };
+            let d = enc.model().output_dim();
+            let files = write_clip_retrieval(dir, shard, &[], d, &[], dtype)?;
+            eprintln!(
+                "wrote {} + {} [0, {d}]: shard {shard} holds no image",
+                files.embeddings.display(),
+                files.metadata.display()
+            );
+            return Ok(());
+        }
         let sources: Vec<ImageSource> = paths.iter().cloned().map(ImageSource::from).collect();
         let pb = progress_bar(sources.len(), "images");
         let progress = |n: usize| pb.set_position(n as u64);
@@ -156,7 +193,7 @@ impl BackendTask for EmbedImageArgs {
             (Some(dir), _) => {
                 let shard = self.shard.unwrap_or(Shard::ONE);
                 let kept: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
-                let files = write_clip_retrieval(dir, shard, &values, d, &kept, self.dtype.into())?;
+                let files = write_clip_retrieval(dir, shard, &values, d, &kept, dtype)?;
                 format!(
                     "{} + {}",
                     files.embeddings.display(),

@@ -18,6 +18,10 @@ pub(crate) struct SearchArgs {
     /// Embeddings written by `taiyi embed-image` (row names from its manifest FILE.npy.names.json; rows are re-normalised when the index holds raw features).
     #[arg(long, value_name = "FILE.npy")]
     index: PathBuf,
+    /// The index is a plain [n, d] float32 .npy without a manifest (e.g. written by numpy):
+    /// rows are named by their number. Without it, a .npy without its manifest is refused.
+    #[arg(long)]
+    plain_npy: bool,
     /// The text query.
     #[arg(long, value_name = "TEXT")]
     query: String,
@@ -33,7 +37,11 @@ impl BackendTask for SearchArgs {
     type Output = ();
     type Error = CliError;
     fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
-        let index = EmbeddingIndex::load(&self.index)?;
+        let index = if self.plain_npy {
+            EmbeddingIndex::load_plain(&self.index)?
+        } else {
+            EmbeddingIndex::load(&self.index)?
+        };
         let enc = text_encoder::<B>(&self.text, &device)?;
         let q = to_vec(enc.encode(&[self.query.as_str()], &EncodeOptions::default())?)?;
         let hits = index.search(ndarray::ArrayView1::from(&q[..]), self.top_k)?;
