@@ -27,13 +27,20 @@ pub(crate) fn file_sha256(path: &Path) -> Result<Option<String>, ClipError> {
         path: path.to_path_buf(),
         source,
     };
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    }
-    let mut file = File::open(path).map_err(io)?;
+    // The one input opener: a FIFO swapped in after a check is never opened for reading.
+    let input = match taiyi_store::input::InputFile::open(path) {
+        Ok(f) => f,
+        Err(taiyi_store::input::InputError::NotRegular { .. }) => return Ok(None),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(source) => {
+            return Err(ClipError::Read {
+                what: "previous output",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut file = input.file();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -59,6 +59,7 @@ mod config;
 mod conn;
 mod engine;
 mod error;
+mod intake;
 mod metrics;
 mod routes;
 mod server;
