@@ -115,7 +115,7 @@ impl AppState {
         let (texts, tokens) = self.count_tokens(texts).await?;
         let facts = self.facts()?;
         let mode = mode.unwrap_or(facts.text_mode);
-        let work = if mode == facts.text_mode && mode != TextMode::ModelCard {
+        let work = if mode == facts.text_mode && mode.batch_invariant() {
             Work::Texts {
                 texts,
                 tokens: tokens.clone(),
@@ -387,7 +387,7 @@ pub(crate) async fn info(State(app): App) -> Response {
         "cpu_kernel": c.model_info.cpu_kernel,
         "ready": facts.is_some(),
         "text_mode": facts.map(|f| f.text_mode.name()),
-        "batch_invariant": facts.map(|f| f.text_mode != TextMode::ModelCard),
+        "batch_invariant": facts.map(|f| f.text_mode.batch_invariant()),
         "max_text_tokens": facts.map(|f| f.max_tokens),
         "text_batch_size": facts.map(|f| f.text_batch_size),
         "image_batch_size": facts.map(|f| f.image_batch_size),

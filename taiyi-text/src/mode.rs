@@ -52,6 +52,14 @@ impl TextMode {
         self.pad_to().map_or(limit, |n| n.min(limit)).max(2)
     }
 
+    /// Whether a text's feature is the same whatever it is batched with: true for
+    /// [`TextMode::Fixed77`] (every text gets the same padding) and [`TextMode::Masked`]
+    /// (padding is masked), false for [`TextMode::ModelCard`] (padding is attended to). The
+    /// one place that says which modes a server may batch across requests.
+    pub fn batch_invariant(&self) -> bool {
+        !matches!(self, TextMode::ModelCard)
+    }
+
     /// Whether the attention mask is passed to the encoder (only [`TextMode::Masked`]).
     pub fn uses_mask(&self) -> bool {
         matches!(self, TextMode::Masked)

@@ -136,6 +136,8 @@ fn text_mode_helpers() {
     assert_eq!(TextMode::Fixed77.pad_to(), Some(77));
     assert!(TextMode::Masked.uses_mask());
     assert!(!TextMode::ModelCard.uses_mask() && !TextMode::Fixed77.uses_mask());
+    assert!(TextMode::Masked.batch_invariant() && TextMode::Fixed77.batch_invariant());
+    assert!(!TextMode::ModelCard.batch_invariant());
     for m in [TextMode::ModelCard, TextMode::Fixed77, TextMode::Masked] {
         assert_eq!(m.name().parse::<TextMode>().unwrap(), m);
     }

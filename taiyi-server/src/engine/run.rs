@@ -38,14 +38,11 @@ impl<B: Backend> Runner<B> {
 
     pub fn facts(&self) -> ModelFacts {
         let text = self.model.text();
-        let max_positions = text.model().max_positions();
         ModelFacts {
             tokenizer: text.tokenizer().clone(),
             transform: self.model.image().transform().clone(),
-            max_tokens: text
-                .mode()
-                .pad_to()
-                .map_or(max_positions, |n| n.min(max_positions)),
+            // The encoder's own truncation rule, so counted tokens are embedded tokens.
+            max_tokens: text.max_tokens(),
             text_mode: text.mode(),
             dim: self.model.image().model().output_dim(),
             text_batch_size: text.batch_size(),
