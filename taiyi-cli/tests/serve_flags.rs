@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TEXT, VISION_ST, cmd, fails};
+use common::{fails, serve_tiny};
 
 #[test]
 fn unusable_serve_settings_name_their_flag() {
@@ -47,59 +47,13 @@ fn unusable_serve_settings_name_their_flag() {
     }
 }
 
-/// A raw request to 127.0.0.1:`port`, the whole answer.
-fn http(port: u16, request: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 /// The case through the binary: a client holding a half-sent request (headers and 11
 /// of 100 body bytes) and an idle one do not keep `taiyi serve` from ending on SIGTERM: it
 /// exits 0 within its grace, the half-sent request answered 503.
 #[test]
 fn sigterm_ends_serve_despite_a_half_sent_request() {
-    let mut child = cmd(&[])
-        .args([
-            "serve",
-            "--text-model",
-            TEXT,
-            "--vision-model",
-            VISION_ST,
-            "--vision-arch",
-            "tiny",
-            "--port",
-            "0",
-            "--request-timeout",
-            "60s",
-            "--shutdown-grace",
-            "5s",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let start = Instant::now();
-    while !http(
-        port,
-        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .starts_with("HTTP/1.1 200")
-    {
-        assert!(start.elapsed() < Duration::from_secs(120), "never healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, port) =
+        serve_tiny(&[], &["--request-timeout", "60s", "--shutdown-grace", "5s"]);
     let _idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
     half.set_read_timeout(Some(Duration::from_secs(30)))

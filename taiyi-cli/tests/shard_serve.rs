@@ -6,13 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{TEXT, VISION_ST, cmd, npy_f32};
+use common::{VISION_ST, cmd, http, npy_f32, serve_tiny};
 
 const VISION: &str = VISION_ST;
 
@@ -71,15 +68,6 @@ fn shards_together_equal_one_unsharded_run() {
     assert!(text[first..].contains(".jpg"));
 }
 
-fn http(port: u16, request: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn serve_answers_and_drains_on_sigterm() {
     serve_case("f32");
@@ -93,43 +81,7 @@ fn serve_in_bf16_names_its_kernel() {
 /// `taiyi --precision PRECISION serve` on the tiny towers: healthy, `/info` names the precision
 /// (and the bf16 kernel), embeddings answered, SIGTERM drains and exits 0.
 fn serve_case(precision: &str) {
-    let mut child = cmd(&["--precision", precision])
-        .args([
-            "serve",
-            "--text-model",
-            TEXT,
-            "--vision-model",
-            VISION,
-            "--vision-arch",
-            "tiny",
-            "--port",
-            "0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let start = Instant::now();
-    loop {
-        let r = http(
-            port,
-            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        if r.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
-        assert!(start.elapsed() < Duration::from_secs(120), "never healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, port) = serve_tiny(&["--precision", precision], &[]);
     let r = http(
         port,
         "GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

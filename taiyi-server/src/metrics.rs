@@ -76,6 +76,13 @@ struct Inner {
     inference_time: Option<Histogram>,
 }
 
+/// One unlabelled gauge or counter in the Prometheus text format: HELP, TYPE, value.
+fn scalar(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// The server's metrics, shared by the HTTP side and the inference thread.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -166,28 +173,26 @@ impl Metrics {
                 "taiyi_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        out.push_str("# HELP taiyi_queue_depth Jobs waiting for the inference thread.\n");
-        out.push_str("# TYPE taiyi_queue_depth gauge\n");
-        let _ = writeln!(
-            out,
-            "taiyi_queue_depth {}",
-            self.queue_depth.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "taiyi_queue_depth",
+            "Jobs waiting for the inference thread.",
+            "gauge",
+            self.queue_depth.load(Ordering::Relaxed),
         );
-        out.push_str("# HELP taiyi_open_connections HTTP connections open now.\n");
-        out.push_str("# TYPE taiyi_open_connections gauge\n");
-        let _ = writeln!(
-            out,
-            "taiyi_open_connections {}",
-            self.connections.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "taiyi_open_connections",
+            "HTTP connections open now.",
+            "gauge",
+            self.connections.load(Ordering::Relaxed),
         );
-        out.push_str(
-            "# HELP taiyi_connections_refused_total Connections over max_connections (answered 503).\n",
-        );
-        out.push_str("# TYPE taiyi_connections_refused_total counter\n");
-        let _ = writeln!(
-            out,
-            "taiyi_connections_refused_total {}",
-            self.connections_refused.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "taiyi_connections_refused_total",
+            "Connections over max_connections (answered 503).",
+            "counter",
+            self.connections_refused.load(Ordering::Relaxed),
         );
         out.push_str(
             "# HELP taiyi_batch_items Items (texts, images, or 1 per single job) per batch.\n",

@@ -138,3 +138,66 @@ pub fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
         .collect();
     (shape, values)
 }
+
+/// A raw HTTP/1.1 request to 127.0.0.1:`port`; the whole answer (read until the server closes,
+/// at most 60 s per read).
+pub fn http(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// `taiyi GLOBAL serve` on the tiny towers on a free port with `extra` flags, once `/health`
+/// answers 200 (at most 120 s; 503 until then): the child and its port (from the
+/// `listening on` line).
+// The child is handed to the caller, which waits for it; only a failing assert drops it.
+#[allow(clippy::zombie_processes)]
+pub fn serve_tiny(global: &[&str], extra: &[&str]) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = cmd(global)
+        .args([
+            "serve",
+            "--text-model",
+            TEXT,
+            "--vision-model",
+            VISION_ST,
+            "--vision-arch",
+            "tiny",
+            "--port",
+            "0",
+        ])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let start = std::time::Instant::now();
+    loop {
+        let r = http(
+            port,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if r.starts_with("HTTP/1.1 200") {
+            return (child, port);
+        }
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "never healthy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
