@@ -129,6 +129,53 @@ pub fn attend<B: Backend>(
     );
     merge_heads(sdpa(q, k, v, bias, kernel))
 }
+
+/// Multi-head attention of packed sequences (no padding): rows `offsets[i] .. offsets[i + 1]`
+/// of `q`, `k`, `v` are sequence `i`, which attends to its own rows only. A sequence's rows
+/// are computed as if it were alone, whatever else is packed with it. On burn's `Flex` backend
+/// with f32 data (feature `flex`) one rayon task per (sequence, head) reads the heads from the
+/// rows in place ([`has_packed_kernel`]); elsewhere each sequence runs [`attend`] on its slice
+/// of rows with `kernel` and the results are concatenated.
+///
+/// # Shapes
+/// `q`, `k`, `v`: `[1, total, width]`, `offsets`: `n + 1` ascending row indices, `0` first and
+/// `total` last → `[1, total, width]`.
+pub fn attend_packed<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: usize,
+    offsets: &[usize],
+    kernel: AttentionKernel,
+) -> Tensor<B, 3> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = crate::flex::attend_packed_rows(&q, &k, &v, heads, offsets) {
+        return out;
+    }
+    let parts: Vec<Tensor<B, 3>> = offsets
+        .windows(2)
+        .filter(|w| w[1] > w[0])
+        .map(|w| {
+            let rows = |x: &Tensor<B, 3>| x.clone().narrow(1, w[0], w[1] - w[0]);
+            attend(rows(&q), rows(&k), rows(&v), heads, None, kernel)
+        })
+        .collect();
+    if parts.is_empty() {
+        return q;
+    }
+    Tensor::cat(parts, 1)
+}
+
+/// Whether [`attend_packed`] has a kernel of its own on backend `B` (burn's `Flex`, feature
+/// `flex`): there a packed batch is one pass over all sequences; elsewhere it is one attention
+/// call per sequence, and padding to the longest with a mask is usually faster on GPUs.
+pub fn has_packed_kernel<B: Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    return crate::flex::is_flex::<B>();
+    #[cfg(not(feature = "flex"))]
+    false
+}
+
 /// Merge heads back into token rows (the inverse of [`split_heads`]).
 ///
 /// # Shapes

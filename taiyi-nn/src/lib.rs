@@ -21,7 +21,10 @@ mod flex;
 mod linear;
 
 pub use activation::Activation;
-pub use attention::{AttentionKernel, attend, merge_heads, sdpa, split_heads, split_qkv};
+pub use attention::{
+    AttentionKernel, attend, attend_packed, has_packed_kernel, merge_heads, sdpa, split_heads,
+    split_qkv,
+};
 pub use bf16::{CpuKernel, KernelError};
 pub use dense::{Dense, DenseConfig, DenseFormat};
 pub use linear::{linear_rows, linear_rows_then};

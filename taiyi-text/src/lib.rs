@@ -28,6 +28,7 @@ mod config;
 mod load;
 mod mode;
 mod model;
+mod packed;
 
 pub use config::{BertConfig, HfBertConfig};
 pub use load::{IGNORE, REMAP, RENAMES, WEIGHT_FILES, read_config};

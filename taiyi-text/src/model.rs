@@ -43,6 +43,32 @@ impl<B: Backend> BertEmbeddings<B> {
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [_, seq] = input_ids.dims();
         let [_, hidden] = self.position_embeddings.weight.dims();
+        let positions = self
+            .position_embeddings
+            .weight
+            .val()
+            .slice([0..seq, 0..hidden])
+            .unsqueeze_dim::<3>(0);
+        self.sum(input_ids, positions)
+    }
+
+    /// Ids with explicit positions (a packed batch: each text counts from 0) →
+    /// `[batch, seq, hidden]`; every position below the number of positions.
+    ///
+    /// # Shapes
+    /// `input_ids`, `positions`: `[batch, seq]` → `[batch, seq, hidden]`.
+    pub fn forward_at(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
+        let positions = self.position_embeddings.forward(positions);
+        self.sum(input_ids, positions)
+    }
+
+    /// `LayerNorm((words + token_type) + positions)`: transformers' summation order.
+    fn sum(&self, input_ids: Tensor<B, 2, Int>, positions: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [_, hidden] = self.position_embeddings.weight.dims();
         let words = self.word_embeddings.forward(input_ids);
         let token_type = self
             .token_type_embeddings
@@ -50,13 +76,6 @@ impl<B: Backend> BertEmbeddings<B> {
             .val()
             .slice([0..1, 0..hidden])
             .unsqueeze_dim::<3>(0);
-        let positions = self
-            .position_embeddings
-            .weight
-            .val()
-            .slice([0..seq, 0..hidden])
-            .unsqueeze_dim::<3>(0);
-        // Same summation order as transformers: (words + token_type) + positions.
         self.layer_norm.forward((words + token_type) + positions)
     }
 }
@@ -70,9 +89,9 @@ pub struct BertSelfAttention<B: Backend> {
     pub key: Dense<B>,
     /// `value` projection.
     pub value: Dense<B>,
-    num_heads: usize,
+    pub(crate) num_heads: usize,
     #[module(skip)]
-    kernel: AttentionKernel,
+    pub(crate) kernel: AttentionKernel,
 }
 
 impl<B: Backend> BertSelfAttention<B> {
@@ -139,6 +158,14 @@ impl<B: Backend> BertLayer<B> {
     /// `x`: `[batch, seq, hidden]`, `bias`: `[batch, 1, 1, seq]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>, bias: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let ctx = self.attention.self_attn.forward(x.clone(), bias);
+        self.after_attention(ctx, x)
+    }
+
+    /// Everything after self-attention, per token row: `a = LN(x + W_o ctx)`, then the MLP.
+    ///
+    /// # Shapes
+    /// `ctx`, `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`.
+    pub(crate) fn after_attention(&self, ctx: Tensor<B, 3>, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let a = self.attention.output.forward(ctx, x);
         let i = linear_rows_then(&self.intermediate.dense, a.clone(), Activation::Gelu);
         self.output.forward(i, a)
@@ -163,7 +190,14 @@ impl<B: Backend> BertPooler<B> {
     /// `[batch, seq, hidden]` → `tanh(dense(x[:, 0]))`, `[batch, hidden]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let [b, _, h] = hidden.dims();
-        let cls = hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]);
+        self.forward_cls(hidden.slice([0..b, 0..1, 0..h]).reshape([b, h]))
+    }
+
+    /// `tanh(dense(cls))` of the `[CLS]` rows.
+    ///
+    /// # Shapes
+    /// `cls`: `[batch, hidden]` → `[batch, hidden]`.
+    pub fn forward_cls(&self, cls: Tensor<B, 2>) -> Tensor<B, 2> {
         self.dense.forward(cls).tanh()
     }
 }

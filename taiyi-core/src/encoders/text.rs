@@ -4,7 +4,9 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use taiyi_preprocess::tokenizer::{BatchEncoding, BertTokenizer, Padding, TokenBatch, Truncation};
+use taiyi_preprocess::tokenizer::{
+    BatchEncoding, BertTokenizer, Padding, TokenBatch, TokenizerError, Truncation,
+};
 use taiyi_text::{BertModel, DenseFormat, TextMode};
 
 use super::{DEFAULT_TEXT_BATCH, EncodeOptions};
@@ -17,7 +19,9 @@ use crate::{ClipError, ShapeBuckets};
 /// [`TextMode::ModelCard`], which reproduces the model card: pad to the longest text of the
 /// call, no attention mask). Texts are encoded `batch_size` at a time; in the unmasked modes
 /// every chunk is padded to the same length as the whole call would be, so the result is
-/// identical to one big batch in every mode.
+/// identical to one big batch in every mode. In [`TextMode::Masked`] on the CPU the chunks run
+/// packed, without padding ([`TextEncoder::packs`]), and every text's feature is the one it
+/// gets alone, bit for bit.
 ///
 /// Inputs are tokenized and checked on the host; the forward pass never reads anything back
 /// from the device. With [`ShapeBuckets`] (on GPU backends) chunks are padded to a few fixed
@@ -186,9 +190,12 @@ impl<B: Backend> TextEncoder<B> {
     /// ([`EncodeOptions::raw`]); `options.progress` hears the number of texts done after every
     /// chunk.
     ///
-    /// In [`TextMode::Masked`] texts are grouped by length (longest first) and each chunk is
-    /// padded only to its own longest text (rounded up to the buckets): padding is masked, so
-    /// this changes nothing but the work done. The rows come back in input order.
+    /// In [`TextMode::Masked`] on the CPU backend ([`TextEncoder::packs`]) each chunk of
+    /// `batch_size` texts runs packed, without padding ([`BertModel::forward_packed`]): a text's
+    /// feature is then the same, bit for bit, whatever it is batched with. On other backends
+    /// texts are grouped by length (longest first) and each chunk is padded only to its own
+    /// longest text (rounded up to the buckets) under the mask: equal to the text alone up to
+    /// float rounding. The rows come back in input order.
     ///
     /// # Shapes
     /// `texts.len() = n` → `[n, hidden]`.
@@ -198,6 +205,67 @@ impl<B: Backend> TextEncoder<B> {
         options: &EncodeOptions<'_>,
     ) -> Result<Tensor<B, 2>, ClipError> {
         let enc = self.tokenize_host(texts)?;
+        self.encode_batch(&enc, options)
+    }
+
+    /// [`TextEncoder::encode`] of texts tokenized already, each row `[CLS] … [SEP]` of at most
+    /// [`TextEncoder::max_tokens`] ids, as
+    /// [`BertTokenizer::encode_truncated`]`(text, encoder.max_tokens())` gives them: the same
+    /// features as `encode` of the texts. For callers that tokenize elsewhere (the server
+    /// tokenizes on its request threads, once).
+    ///
+    /// # Errors
+    /// No rows, a row of fewer than 2 or more than `max_tokens` ids, an id outside the
+    /// vocabulary.
+    ///
+    /// # Shapes
+    /// `rows.len() = n` → `[n, hidden]`.
+    pub fn encode_token_rows<R: AsRef<[u32]>>(
+        &self,
+        rows: &[R],
+        options: &EncodeOptions<'_>,
+    ) -> Result<Tensor<B, 2>, ClipError> {
+        if rows.is_empty() {
+            return Err(ClipError::EmptyInput { what: "no texts" });
+        }
+        let max = self.max_tokens();
+        for (i, row) in rows.iter().map(AsRef::as_ref).enumerate() {
+            if row.len() > max {
+                return Err(TokenizerError::TooManyTokens {
+                    len: row.len(),
+                    max,
+                }
+                .into());
+            }
+            if row.len() < 2 {
+                return Err(ClipError::Mismatch {
+                    message: format!(
+                        "token row {i} has {} ids; a tokenized text has at least [CLS] and [SEP]",
+                        row.len()
+                    ),
+                });
+            }
+        }
+        self.encode_batch(&self.tokenizer.pad_rows(rows), options)
+    }
+
+    /// Whether this encoder runs packed batches: [`TextMode::Masked`] on a backend with the
+    /// packed attention kernel (burn's `Flex`, the CPU; [`taiyi_nn::has_packed_kernel`]). On
+    /// GPUs one padded batch under the mask is a few large kernels where packing would be one
+    /// attention call per text, so they keep padding (with [`ShapeBuckets`]).
+    pub fn packs(&self) -> bool {
+        self.mode.uses_mask() && taiyi_nn::has_packed_kernel::<B>()
+    }
+
+    /// The features of every row of `enc` (rows padded to the longest, mask 1 on the ids).
+    fn encode_batch(
+        &self,
+        enc: &BatchEncoding,
+        options: &EncodeOptions<'_>,
+    ) -> Result<Tensor<B, 2>, ClipError> {
+        if self.packs() {
+            return self.encode_packed(enc, options);
+        }
         let n = enc.batch_size;
         let mut order: Vec<usize> = (0..n).collect();
         let sorted = self.mode.uses_mask() && n > self.batch_size;
@@ -218,7 +286,7 @@ impl<B: Backend> TextEncoder<B> {
                 None => enc.seq_len,
             };
             let padded_rows = self.buckets.batch(rows.len(), self.batch_size);
-            let chunk = self.tokenizer.rebatch(&enc, rows, seq, padded_rows);
+            let chunk = self.tokenizer.rebatch(enc, rows, seq, padded_rows);
             parts.push(self.forward_chunk(&chunk, rows.len())?);
             done += rows.len();
             options.report(done);
@@ -234,6 +302,29 @@ impl<B: Backend> TextEncoder<B> {
         }
         let index = Tensor::<B, 1, Int>::from_data(TensorData::new(inverse, [n]), &self.device);
         Ok(options.finish(out.select(0, index)))
+    }
+
+    /// Packed chunks of `batch_size` texts in input order (no padding, no sorting).
+    fn encode_packed(
+        &self,
+        enc: &BatchEncoding,
+        options: &EncodeOptions<'_>,
+    ) -> Result<Tensor<B, 2>, ClipError> {
+        let order: Vec<usize> = (0..enc.batch_size).collect();
+        let mut parts = Vec::with_capacity(order.len().div_ceil(self.batch_size));
+        let mut done = 0;
+        for rows in order.chunks(self.batch_size) {
+            let packed = enc.pack(rows);
+            packed.check(self.model.vocab_size(), self.model.max_positions())?;
+            let tokens = packed.to_tensors::<B>(&self.device);
+            let out = self
+                .model
+                .forward_packed(tokens.ids, tokens.positions, &tokens.offsets);
+            parts.push(out.pooler_output);
+            done += rows.len();
+            options.report(done);
+        }
+        Ok(options.finish(Tensor::cat(parts, 0)))
     }
 
     /// Run the tower once for every shape that texts of up to `max_tokens` tokens can take in

@@ -28,12 +28,17 @@ impl Rows {
         }
     }
 
-    /// Head `h` (columns `h·d .. (h+1)·d`) of item `b` of `x` as a `[tokens, d]` matrix, or
-    /// its transpose `[d, tokens]`.
+    /// Element offset of token row `t` of item `b`.
+    fn row(&self, b: usize, t: usize) -> usize {
+        self.offset + b * self.batch_stride + t * self.token_stride
+    }
+
+    /// Head `h` (columns `h·d .. (h+1)·d`) of the `tokens` rows starting at element `start`
+    /// of `x` as a `[tokens, d]` matrix, or its transpose `[d, tokens]`.
     fn head<'a>(
         &self,
         x: &'a FlexTensor,
-        b: usize,
+        start: usize,
         h: usize,
         tokens: usize,
         d: usize,
@@ -46,13 +51,26 @@ impl Rows {
         };
         Mat {
             data: x.storage::<f32>(),
-            offset: self.offset + b * self.batch_stride + h * d,
+            offset: start + h * d,
             rows,
             cols,
             row_stride,
             col_stride,
         }
     }
+}
+
+/// One sequence's attention: its first query and key rows (row indices of the views, item 0
+/// of a batch or row `start` of a packed matrix), how many of each, where its output rows
+/// start, and which item of the bias it reads.
+#[derive(Clone, Copy)]
+struct Item {
+    q_row: (usize, usize),
+    kv_row: (usize, usize),
+    queries: usize,
+    keys: usize,
+    out_row: usize,
+    bias_item: usize,
 }
 
 /// An additive bias `[batch | 1, heads | 1, queries | 1, keys]`, contiguous, with the step of
@@ -111,35 +129,105 @@ pub(crate) fn attend(
 ) -> Option<FlexTensor> {
     let [batch, queries, width] = dims3(q)?;
     let [_, keys, _] = dims3(k)?;
-    let (qr, kr, vr) = (Rows::of(q)?, Rows::of(k)?, Rows::of(v)?);
-    if heads == 0
-        || width % heads != 0
-        || dims3(k)? != [batch, keys, width]
-        || dims3(v)? != [batch, keys, width]
-    {
+    if dims3(k)? != [batch, keys, width] || dims3(v)? != [batch, keys, width] {
         return None;
     }
     let bias = match bias {
         Some(b) => Some(Bias::of(b, batch, heads, queries, keys)?),
         None => None,
     };
+    let items: Vec<Item> = (0..batch)
+        .map(|b| Item {
+            q_row: (b, 0),
+            kv_row: (b, 0),
+            queries,
+            keys,
+            out_row: b * queries,
+            bias_item: b,
+        })
+        .collect();
+    let out = run(q, k, v, heads, &items, batch * queries, bias.as_ref())?;
+    Some(from_vec(out, vec![batch, queries, width]))
+}
+
+/// Attention of packed sequences: rows `offsets[i] .. offsets[i + 1]` of `q`, `k`, `v` are
+/// sequence `i`, and each sequence attends to its own rows only (no mask, no padding). Every
+/// sequence's arithmetic is the one it gets alone: the same products over the same rows.
+///
+/// Returns `None` (touching nothing) when a view's columns are not adjacent or the offsets do
+/// not cover the rows.
+///
+/// # Shapes
+/// `q`, `k`, `v`: `[1, total, width]` (adjacent columns), `offsets`: ascending, `0` first,
+/// `total` last → `[1, total, width]` (contiguous).
+pub(crate) fn attend_packed(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    heads: usize,
+    offsets: &[usize],
+) -> Option<FlexTensor> {
+    let [one, total, width] = dims3(q)?;
+    if one != 1
+        || dims3(k)? != [1, total, width]
+        || dims3(v)? != [1, total, width]
+        || offsets.first() != Some(&0)
+        || offsets.last() != Some(&total)
+        || offsets.windows(2).any(|w| w[0] > w[1])
+    {
+        return None;
+    }
+    let items: Vec<Item> = offsets
+        .windows(2)
+        .map(|w| Item {
+            q_row: (0, w[0]),
+            kv_row: (0, w[0]),
+            queries: w[1] - w[0],
+            keys: w[1] - w[0],
+            out_row: w[0],
+            bias_item: 0,
+        })
+        .collect();
+    let out = run(q, k, v, heads, &items, total, None)?;
+    Some(from_vec(out, vec![1, total, width]))
+}
+
+/// The attention of every item, one rayon task per (item, head), written into a contiguous
+/// `[out_rows, width]` buffer.
+fn run(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    heads: usize,
+    items: &[Item],
+    out_rows: usize,
+    bias: Option<&Bias>,
+) -> Option<Vec<f32>> {
+    let [_, _, width] = dims3(q)?;
+    let (qr, kr, vr) = (Rows::of(q)?, Rows::of(k)?, Rows::of(v)?);
+    if heads == 0 || width % heads != 0 {
+        return None;
+    }
     let d = width / heads;
     let scale = 1.0 / (d as f32).sqrt();
-    let contexts: Vec<Vec<f32>> = (0..batch * heads)
+    let contexts: Vec<Vec<f32>> = (0..items.len() * heads)
         .into_par_iter()
-        .map(|bh| {
-            let (b, h) = (bh / heads, bh % heads);
+        .map(|ih| {
+            let (item, h) = (items[ih / heads], ih % heads);
+            let (queries, keys) = (item.queries, item.keys);
+            let (qb, qt) = item.q_row;
+            let (kb, kt) = item.kv_row;
             let mut scores = vec![0.0f32; queries * keys];
             matmul_into(
                 &mut scores,
-                qr.head(q, b, h, queries, d, false),
-                kr.head(k, b, h, keys, d, true),
+                qr.head(q, qr.row(qb, qt), h, queries, d, false),
+                kr.head(k, kr.row(kb, kt), h, keys, d, true),
             )?;
             pulp::Arch::new().dispatch(Softmax {
                 scores: &mut scores,
                 keys,
                 scale,
-                bias: |i| bias.as_ref().map(|bias| bias.row(b, h, i)),
+                bias: |i| bias.map(|bias| bias.row(item.bias_item, h, i)),
             });
             let weights = Mat {
                 data: &scores,
@@ -150,20 +238,33 @@ pub(crate) fn attend(
                 col_stride: 1,
             };
             let mut context = vec![0.0f32; queries * d];
-            matmul_into(&mut context, weights, vr.head(v, b, h, keys, d, false))?;
+            matmul_into(
+                &mut context,
+                weights,
+                vr.head(v, vr.row(kb, kt), h, keys, d, false),
+            )?;
             Some(context)
         })
         .collect::<Option<_>>()?;
-    let mut out = vec![0.0f32; batch * queries * width];
+    // Which item each output row belongs to (items cover disjoint row ranges).
+    let mut owner = vec![usize::MAX; out_rows];
+    for (i, item) in items.iter().enumerate() {
+        owner
+            .get_mut(item.out_row..item.out_row + item.queries)?
+            .fill(i);
+    }
+    let mut out = vec![0.0f32; out_rows * width];
     out.par_chunks_mut(width)
+        .zip(owner.par_iter())
         .enumerate()
-        .for_each(|(row, dst)| {
-            let (b, i) = (row / queries, row % queries);
+        .for_each(|(row, (dst, &i))| {
+            let Some(item) = items.get(i) else { return };
+            let r = row - item.out_row;
             for (h, cols) in dst.chunks_exact_mut(d).enumerate() {
-                cols.copy_from_slice(&contexts[b * heads + h][i * d..(i + 1) * d]);
+                cols.copy_from_slice(&contexts[i * heads + h][r * d..(r + 1) * d]);
             }
         });
-    Some(from_vec(out, vec![batch, queries, width]))
+    Some(out)
 }
 
 /// The dimensions of a rank-3 tensor.

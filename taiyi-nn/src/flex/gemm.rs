@@ -115,10 +115,58 @@ pub(crate) fn matmul_into(dst: &mut [f32], lhs: Mat<'_>, rhs: Mat<'_>) -> Option
     Some(())
 }
 
+/// The fewest rows [`matmul_rows_into`] hands the `gemm` crate for `n` output columns.
+///
+/// `gemm` 0.19 (`gemm-common/src/gemm.rs`) takes other summation paths for small products:
+/// `m ≤ 1` a gemv, `m · n ≤ 256` dot products reduced across vector lanes, `m, n ≤ 64` a
+/// k-block of `min(k, 512)` instead of the cache-derived one. From this many rows on it always
+/// runs its blocked micro-kernels, where the k-blocks depend on `k` (and the cache sizes) only
+/// and every output element is one chain of fused multiply-adds in k order: a row's result
+/// does not depend on the other rows.
+fn min_rows(n: usize) -> usize {
+    if n <= 64 { 65 } else { (256 / n + 1).max(2) }
+}
+
+/// [`matmul_into`] whose rows are computed the same whatever the number of rows: products of
+/// fewer than [`min_rows`] rows are run on a zero-padded copy of `lhs`, so that `gemm` takes
+/// the same path for one token as for a thousand. What makes the text tower's packed batches
+/// batch-invariant bit for bit (the linear layers see every token of a batch as rows of one
+/// matrix). The padding costs nothing measurable: it only applies to products of a handful of
+/// rows.
+pub(crate) fn matmul_rows_into(dst: &mut [f32], lhs: Mat<'_>, rhs: Mat<'_>) -> Option<()> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    let min = min_rows(n);
+    if m == 0 || m >= min || k == 0 {
+        return matmul_into(dst, lhs, rhs);
+    }
+    if rhs.rows != k || dst.len() != m.checked_mul(n)? || !lhs.fits() {
+        return None;
+    }
+    let mut rows = vec![0.0f32; min.checked_mul(k)?];
+    for (r, row) in rows.chunks_exact_mut(k).take(m).enumerate() {
+        let start = lhs.offset + r * lhs.row_stride;
+        for (c, x) in row.iter_mut().enumerate() {
+            *x = lhs.data[start + c * lhs.col_stride];
+        }
+    }
+    let mut out = vec![0.0f32; min.checked_mul(n)?];
+    let padded = Mat {
+        data: &rows,
+        offset: 0,
+        rows: min,
+        cols: k,
+        row_stride: k,
+        col_stride: 1,
+    };
+    matmul_into(&mut out, padded, rhs)?;
+    dst.copy_from_slice(&out[..m * n]);
+    Some(())
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
-    use super::{Mat, matmul_into};
+    use super::{Mat, matmul_into, matmul_rows_into};
 
     fn mat(data: &[f32], offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Mat<'_> {
         Mat {
@@ -166,5 +214,52 @@ mod tests {
         )
         .expect("empty k");
         assert_eq!(dst, [0.0; 4]);
+    }
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every row of `matmul_rows_into` is bit-for-bit the same whether it is computed alone,
+    /// with a few rows, or inside a large product (on rayon), for widths on both sides of
+    /// gemm's small-size paths and k on both sides of its k-blocking.
+    #[test]
+    fn rows_do_not_depend_on_the_other_rows() {
+        for (n, k) in [(8, 7), (32, 64), (100, 600), (1024, 1024), (512, 4096)] {
+            let big = 300;
+            let a = values(big * k, (n * 31 + k) as u64);
+            let b = values(k * n, (n + k * 7) as u64);
+            let rhs = mat(&b, 0, k, n, n, 1);
+            let mut full = vec![0.0f32; big * n];
+            matmul_rows_into(&mut full, mat(&a, 0, big, k, k, 1), rhs).expect("fits");
+            for (start, m) in [
+                (0, 1),
+                (5, 1),
+                (3, 2),
+                (17, 3),
+                (40, 13),
+                (100, 64),
+                (2, 65),
+            ] {
+                let mut part = vec![0.0f32; m * n];
+                let lhs = mat(&a, start * k, m, k, k, 1);
+                matmul_rows_into(&mut part, lhs, rhs).expect("fits");
+                assert!(
+                    part.iter()
+                        .zip(&full[start * n..(start + m) * n])
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "rows {start}..{} of n {n}, k {k} differ from the full product",
+                    start + m
+                );
+            }
+        }
     }
 }

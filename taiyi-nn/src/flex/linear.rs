@@ -3,7 +3,7 @@
 use burn_flex::FlexTensor;
 
 use super::elementwise::{add_bias_rows, from_vec};
-use super::gemm::{Mat, matmul_into};
+use super::gemm::{Mat, matmul_rows_into};
 
 /// `x · weight (+ bias)`; `None` when a layout cannot be read as strided rows.
 ///
@@ -18,7 +18,7 @@ pub(crate) fn linear(
     let (rows, out) = (x.rows, w.cols);
     // Zero-filled by the allocator: its pages are first touched by the gemm threads.
     let mut y = vec![0.0f32; rows.checked_mul(out)?];
-    matmul_into(&mut y, x, w)?;
+    matmul_rows_into(&mut y, x, w)?;
     if let Some(bias) = bias {
         let bias = bias.to_contiguous();
         add_bias_rows(&mut y, bias.storage::<f32>().get(..out)?);

@@ -47,6 +47,29 @@ pub(crate) fn attend_rows<B: Backend>(
     attention::attend(&q, &k, &v, heads, bias).map(|out| rows.to_tensor(out))
 }
 
+/// [`crate::attend_packed`] on Flex f32 token rows; `None` (inputs untouched) for any other
+/// backend, dtype or layout.
+pub(crate) fn attend_packed_rows<B: Backend>(
+    q: &Tensor<B, 3>,
+    k: &Tensor<B, 3>,
+    v: &Tensor<B, 3>,
+    heads: usize,
+    offsets: &[usize],
+) -> Option<Tensor<B, 3>> {
+    let rows = AsFlex::<B, 3>::new()?;
+    if ![q, k, v].into_iter().all(is_f32) {
+        return None;
+    }
+    let [q, k, v] = [q, k, v].map(|x| rows.to_flex(x.clone()));
+    attention::attend_packed(&q, &k, &v, heads, offsets).map(|out| rows.to_tensor(out))
+}
+
+/// Whether `B` has taiyi-nn's own packed attention kernel (burn's `Flex`); elsewhere
+/// [`crate::attend_packed`] runs one generic attention per sequence.
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    AsFlex::<B, 3>::new().is_some()
+}
+
 /// Exact GELU on Flex f32 data, `Err(x)` untouched otherwise.
 pub(crate) fn gelu<B: Backend, const D: usize>(
     x: Tensor<B, D>,

@@ -164,3 +164,38 @@ fn prepacked_dense_is_the_bf16_product() {
     assert!(cosine > 0.9999, "cosine {cosine}");
     close(got, want, 0.1);
 }
+
+/// Packed sequences of lengths 3, 1, 9 and 5 (strided q/k/v views of one fused projection):
+/// each sequence's rows equal its own attention alone — bit for bit against the kernel run
+/// on that sequence only, and against burn's generic path to rounding.
+#[test]
+fn packed_attention_is_each_sequence_alone() {
+    let lens = [3usize, 1, 9, 5];
+    let total: usize = lens.iter().sum();
+    let qkv = random([1, total, 48]);
+    let (q, k, v) = split_qkv(qkv);
+    let mut offsets = vec![0];
+    for len in lens {
+        offsets.push(offsets[offsets.len() - 1] + len);
+    }
+    let packed = super::attend_packed_rows(&q, &k, &v, 4, &offsets).expect("Flex f32");
+    assert_eq!(packed.dims(), [1, total, 16]);
+    for w in offsets.windows(2) {
+        let rows = |x: &Tensor<B, 3>| x.clone().narrow(1, w[0], w[1] - w[0]);
+        let alone =
+            super::attend_packed_rows(&rows(&q), &rows(&k), &rows(&v), 4, &[0, w[1] - w[0]])
+                .expect("Flex f32");
+        let bits = |x: Tensor<B, 3>| -> Vec<u32> {
+            x.into_data().iter::<f32>().map(f32::to_bits).collect()
+        };
+        assert_eq!(bits(rows(&packed)), bits(alone));
+        close(
+            rows(&packed),
+            generic(rows(&q), rows(&k), rows(&v), 4, None),
+            1e-5,
+        );
+    }
+    // Offsets that do not cover the rows: declined, not misread.
+    assert!(super::attend_packed_rows(&q, &k, &v, 4, &[0, 3, total - 1]).is_none());
+    assert!(super::attend_packed_rows(&q, &k, &v, 4, &[0, 9, 4, total]).is_none());
+}

@@ -1,6 +1,8 @@
 //! [`BatchEncoding`], the one padded batch of token ids (on the host), and [`TokenBatch`], the
-//! same on a device. Every padded batch of the workspace is built here: the tokenizer decides
-//! the padding ([`BertTokenizer::encode_batch`], [`BertTokenizer::rebatch`]).
+//! same on a device; [`PackedEncoding`] / [`PackedTokens`], the unpadded (packed) layout of
+//! the same texts. Every batch layout of the workspace is built here: the tokenizer decides the
+//! padding ([`BertTokenizer::encode_batch`], [`BertTokenizer::rebatch`],
+//! [`BertTokenizer::pad_rows`], [`BatchEncoding::pack`]).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -90,6 +92,127 @@ impl BatchEncoding {
     }
 }
 
+/// Texts' ids back to back, without padding: the packed layout of the text tower's
+/// `forward_packed` (every token of a batch one row of one matrix, attention per text).
+///
+/// `offsets` has one entry per text and the total last: text `i` is
+/// `ids[offsets[i]..offsets[i + 1]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedEncoding {
+    /// Every text's ids (`[CLS] … [SEP]`), one text after the other.
+    pub ids: Vec<u32>,
+    /// Where each text starts in `ids`, then `ids.len()` (`texts + 1` strictly ascending
+    /// entries).
+    pub offsets: Vec<usize>,
+}
+
+/// A [`PackedEncoding`] on a device: ids and explicit positions (each text counts from 0).
+///
+/// # Shapes
+/// `ids`, `positions`: `[1, total_tokens]`; `offsets`: `texts + 1` entries, `0` first,
+/// `total_tokens` last.
+#[derive(Debug, Clone)]
+pub struct PackedTokens<B: Backend> {
+    /// Token ids `[1, total]`.
+    pub ids: Tensor<B, 2, Int>,
+    /// Each token's position in its own text `[1, total]`.
+    pub positions: Tensor<B, 2, Int>,
+    /// Row offsets of the texts (host).
+    pub offsets: Vec<usize>,
+}
+
+impl PackedEncoding {
+    /// Pack `rows` (each a text's ids) in order.
+    pub fn from_rows<'a>(rows: impl IntoIterator<Item = &'a [u32]>) -> Self {
+        let mut ids = Vec::new();
+        let mut offsets = vec![0];
+        for row in rows {
+            ids.extend_from_slice(row);
+            offsets.push(ids.len());
+        }
+        Self { ids, offsets }
+    }
+
+    /// Number of texts.
+    pub fn texts(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Number of tokens of all texts together.
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The ids of text `i`, or `None` past the end.
+    pub fn row(&self, i: usize) -> Option<&[u32]> {
+        let (&start, &end) = (self.offsets.get(i)?, self.offsets.get(i + 1)?);
+        self.ids.get(start..end)
+    }
+
+    /// Check the batch against the model it is meant for, on the host (as
+    /// [`BatchEncoding::check`]): no text longer than `max_positions`, every id below
+    /// `vocab_size`, offsets that describe the ids (ascending, no empty text).
+    pub fn check(&self, vocab_size: usize, max_positions: usize) -> Result<(), TokenizerError> {
+        let valid = self.offsets.first() == Some(&0)
+            && self.offsets.last() == Some(&self.ids.len())
+            && self.offsets.windows(2).all(|w| w[0] < w[1]);
+        if !valid {
+            return Err(TokenizerError::BadPacking {
+                texts: self.texts(),
+                tokens: self.ids.len(),
+            });
+        }
+        for (row, w) in self.offsets.windows(2).enumerate() {
+            let ids = &self.ids[w[0]..w[1]];
+            if ids.len() > max_positions {
+                return Err(TokenizerError::TooManyTokens {
+                    len: ids.len(),
+                    max: max_positions,
+                });
+            }
+            if let Some((col, &id)) = ids
+                .iter()
+                .enumerate()
+                .find(|(_, id)| u64::from(**id) >= vocab_size as u64)
+            {
+                return Err(TokenizerError::IdOutOfVocab {
+                    id,
+                    row,
+                    col,
+                    vocab_size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch as `[1, total]` ids and positions on `device`.
+    pub fn to_tensors<B: Backend>(&self, device: &B::Device) -> PackedTokens<B> {
+        let shape = [1, self.ids.len()];
+        let ids: Vec<i64> = self.ids.iter().map(|&x| i64::from(x)).collect();
+        let positions: Vec<i64> = self
+            .offsets
+            .windows(2)
+            .flat_map(|w| 0..(w[1] - w[0]) as i64)
+            .collect();
+        PackedTokens {
+            ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            positions: Tensor::from_data(TensorData::new(positions, shape), device),
+            offsets: self.offsets.clone(),
+        }
+    }
+}
+
+impl BatchEncoding {
+    /// Rows `rows` of this batch (in that order), each without its padding, packed.
+    pub fn pack(&self, rows: &[usize]) -> PackedEncoding {
+        PackedEncoding::from_rows(rows.iter().map(|&i| {
+            self.row_ids(i)
+                .map_or(&[][..], |row| &row[..self.row_len(i).min(row.len())])
+        }))
+    }
+}
+
 impl BertTokenizer {
     /// A new batch of rows `rows` of `enc` (in that order), each re-padded (or cut, keeping its
     /// first `seq_len` ids) to `seq_len`, followed by filler rows `[CLS] [SEP]` up to
@@ -122,6 +245,28 @@ impl BertTokenizer {
             ids,
             attention_mask,
             batch_size: total_rows,
+            seq_len,
+        }
+    }
+
+    /// Already tokenized texts (each `[CLS] … [SEP]`, as [`BertTokenizer::encode_truncated`]
+    /// gives them) as one batch padded to the longest with `[PAD]`, the mask 1 on their ids.
+    ///
+    /// # Shapes
+    /// `rows.len() = n` → `[n, longest]`.
+    pub fn pad_rows<R: AsRef<[u32]>>(&self, rows: &[R]) -> BatchEncoding {
+        let seq_len = rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0);
+        let mut ids = vec![self.inner.pad_id; rows.len() * seq_len];
+        let mut attention_mask = vec![0u32; rows.len() * seq_len];
+        for (r, row) in rows.iter().enumerate() {
+            let row = row.as_ref();
+            ids[r * seq_len..r * seq_len + row.len()].copy_from_slice(row);
+            attention_mask[r * seq_len..r * seq_len + row.len()].fill(1);
+        }
+        BatchEncoding {
+            ids,
+            attention_mask,
+            batch_size: rows.len(),
             seq_len,
         }
     }
@@ -159,5 +304,47 @@ mod tests {
             Err(TokenizerError::TooManyTokens { len: 4, max: 3 })
         ));
         assert_eq!((b.row_len(0), b.row_len(1), b.row_len(2)), (4, 3, 0));
+    }
+
+    #[test]
+    fn packing_drops_the_padding_and_keeps_each_texts_positions() {
+        let b = batch();
+        let p = b.pack(&[1, 0]);
+        assert_eq!(p.ids, vec![101, 3, 102, 101, 1, 2, 102]);
+        assert_eq!(p.offsets, vec![0, 3, 7]);
+        assert_eq!((p.texts(), p.tokens()), (2, 7));
+        assert_eq!(p.row(1), Some(&[101, 1, 2, 102][..]));
+        assert_eq!(p.row(2), None);
+        assert!(p.check(200, 4).is_ok());
+        // The second text (4 tokens) is over 3 positions; id 102 is outside a 102-id vocab at
+        // text 0, column 2.
+        assert!(matches!(
+            p.check(200, 3),
+            Err(TokenizerError::TooManyTokens { len: 4, max: 3 })
+        ));
+        assert!(matches!(
+            p.check(102, 4),
+            Err(TokenizerError::IdOutOfVocab {
+                id: 102,
+                row: 0,
+                col: 2,
+                ..
+            })
+        ));
+        let t = p.to_tensors::<burn::backend::Flex>(&Default::default());
+        let positions: Vec<i64> = t.positions.into_data().iter::<i64>().collect();
+        assert_eq!(positions, vec![0, 1, 2, 0, 1, 2, 3]);
+        assert_eq!(t.ids.dims(), [1, 7]);
+        let broken = PackedEncoding {
+            ids: vec![101, 102],
+            offsets: vec![0, 3],
+        };
+        assert!(matches!(
+            broken.check(200, 4),
+            Err(TokenizerError::BadPacking {
+                texts: 1,
+                tokens: 2
+            })
+        ));
     }
 }

@@ -54,6 +54,13 @@ impl BertTokenizer {
         }
     }
 
+    /// Encodes one text as `[CLS] tokens [SEP]`, truncated to `max_tokens` (at least 2) keeping
+    /// `[SEP]` last: the ids row `i` of [`BertTokenizer::encode_batch`] holds with
+    /// `Truncation::MaxLength(max_tokens)`, without padding.
+    pub fn encode_truncated(&self, text: &str, max_tokens: usize) -> Vec<u32> {
+        self.encode_ids(text, Some(max_tokens.max(2)))
+    }
+
     /// Encodes a batch into equal-length rows (`[CLS] tokens [SEP] [PAD]...`) with attention
     /// masks, matching Python `tokenizer(texts, padding=True)` for
     /// (`Padding::Longest`, `Truncation::None`) and

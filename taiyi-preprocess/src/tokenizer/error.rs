@@ -144,4 +144,14 @@ pub enum TokenizerError {
         /// The model's positions.
         max: usize,
     },
+    /// A packed batch's offsets do not describe its ids.
+    #[error(
+        "packed batch of {texts} texts: offsets do not split its {tokens} ids into non-empty texts in order"
+    )]
+    BadPacking {
+        /// Texts (offsets − 1).
+        texts: usize,
+        /// Ids.
+        tokens: usize,
+    },
 }

@@ -40,7 +40,7 @@ mod wordpiece;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use batch::{BatchEncoding, TokenBatch};
+pub use batch::{BatchEncoding, PackedEncoding, PackedTokens, TokenBatch};
 pub use encoding::{Encoding, Padding, Truncation};
 pub use error::TokenizerError;
 

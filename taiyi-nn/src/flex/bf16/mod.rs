@@ -15,7 +15,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::elementwise::{add_bias_rows, from_vec};
-use super::gemm::{Mat, matmul_into};
+use super::gemm::{Mat, matmul_rows_into};
 use crate::bf16::{CpuKernel, PackedBf16};
 
 /// `x · w (+ bias)` with the process's kernel, then exact GELU when `gelu`; `None` when the
@@ -85,7 +85,7 @@ pub(crate) fn matmul(
                 row_stride: n,
                 col_stride: 1,
             };
-            matmul_into(out, a, b)?;
+            matmul_rows_into(out, a, b)?;
             if let Some(bias) = bias {
                 add_bias_rows(out, bias);
             }
