@@ -144,6 +144,59 @@ fn zero_shot_matches_labels_and_template_ensemble() {
     assert!(d <= 2e-5, "ensemble probs differ by {d}");
 }
 
+/// A classifier built through a `TextCache` is the uncached one, bit for bit, in the
+/// batch-invariant modes; built again it embeds nothing (every prompt a hit); in `card` mode
+/// the cache is bypassed (nothing looked up, the same result as uncached).
+#[test]
+fn cached_zero_shot_equals_uncached_and_embeds_nothing_the_second_time() {
+    use taiyi_core::{TextCache, TextMode};
+    let exp = expected();
+    let labels = labels(&exp);
+    let templates = ["一张{}的照片。", "{}的素描。", "一幅{}的画。"];
+    let bits = |c: &ZeroShotClassifier<B>| -> Vec<u32> {
+        c.class_embeddings()
+            .clone()
+            .into_data()
+            .iter::<f32>()
+            .map(f32::to_bits)
+            .collect()
+    };
+    for mode in [TextMode::Masked, TextMode::Fixed77, TextMode::ModelCard] {
+        let paths = ModelPaths {
+            text_dir: root().join("fixtures/text/tiny"),
+            vision_file: root().join("fixtures/vision/open_clip_pytorch_model.bin"),
+        };
+        let options = ClipOptions {
+            vision: VisionConfig::tiny(),
+            text_mode: mode,
+            ..ClipOptions::default()
+        };
+        let model = ClipModel::<B>::load(&paths, &options, &Default::default()).expect("load");
+        let cache = TextCache::new(64);
+        let plain = ZeroShotClassifier::new(&model, &labels, &templates).expect("plain");
+        let first =
+            ZeroShotClassifier::with_cache(&model, &labels, &templates, &cache).expect("cached");
+        let n = (labels.len() * templates.len()) as u64;
+        let after_first = cache.stats();
+        let second = ZeroShotClassifier::with_cache(&model, &labels, &templates, &cache)
+            .expect("cached again");
+        let after_second = cache.stats();
+        assert_eq!(bits(&first), bits(&plain), "{mode}: first cached build");
+        assert_eq!(bits(&second), bits(&plain), "{mode}: second cached build");
+        if mode.batch_invariant() {
+            assert_eq!((after_first.hits, after_first.misses), (0, n), "{mode}");
+            assert_eq!((after_second.hits, after_second.misses), (n, n), "{mode}");
+            // A subset of the labels reuses their prompts.
+            ZeroShotClassifier::with_cache(&model, &labels[..2], &templates, &cache)
+                .expect("subset");
+            assert_eq!(cache.stats().misses, n, "{mode}: subset embedded nothing");
+        } else {
+            assert_eq!(after_second, after_first, "{mode}: bypassed");
+            assert_eq!(after_second.entries, 0);
+        }
+    }
+}
+
 #[test]
 fn chunked_encoding_equals_one_batch() {
     let exp = expected();

@@ -44,6 +44,7 @@ pub mod outfile;
 pub mod retrieval;
 mod shapes;
 pub mod shard;
+mod text_cache;
 pub mod walk;
 mod zeroshot;
 
@@ -61,6 +62,7 @@ pub use error::{ClipError, error_chain, error_report};
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;
+pub use text_cache::{CacheStats, TextCache, TextKey};
 pub use zeroshot::{
     CHINESE_TEMPLATES, Classification, DEFAULT_TEMPLATE, Prediction, TEMPLATE_SETS,
     ZeroShotClassifier, expand_templates, prompts,

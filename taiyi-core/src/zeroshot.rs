@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 
 use crate::encoders::{EncodeOptions, TextEncoder, l2_normalize};
 use crate::model::{ClipModel, logits_from_features};
-use crate::{ClipError, to_array2};
+use crate::{ClipError, TextCache, to_array2};
 
 /// The usual single prompt: "a photo of {}" in Chinese.
 pub const DEFAULT_TEMPLATE: &str = "一张{}的照片。";
@@ -141,6 +141,26 @@ impl<B: Backend> ZeroShotClassifier<B> {
         Self::from_text_encoder(model.text(), labels, templates, model.logit_scale()?)
     }
 
+    /// [`ZeroShotClassifier::new`] with the prompts' features taken from `cache` where it holds
+    /// them, and stored there otherwise ([`TextCache::encode`]): a classifier built again for
+    /// the same labels embeds nothing. In a batch-invariant text mode (`masked`, `fixed77`)
+    /// the result is the same as without the cache, bit for bit on the CPU; in `card` mode the
+    /// cache is bypassed (a prompt's feature depends on the other prompts of its call).
+    pub fn with_cache<L: AsRef<str>, T: AsRef<str>>(
+        model: &ClipModel<B>,
+        labels: &[L],
+        templates: &[T],
+        cache: &TextCache,
+    ) -> Result<Self, ClipError> {
+        Self::build(
+            model.text(),
+            labels,
+            templates,
+            model.logit_scale()?,
+            Some(cache),
+        )
+    }
+
     /// [`ZeroShotClassifier::new`] with only the text half (no image weights needed to build
     /// the class embeddings) and the factor `scale` (`logit_scale.exp()`) given directly.
     pub fn from_text_encoder<L: AsRef<str>, T: AsRef<str>>(
@@ -148,6 +168,16 @@ impl<B: Backend> ZeroShotClassifier<B> {
         labels: &[L],
         templates: &[T],
         scale: f32,
+    ) -> Result<Self, ClipError> {
+        Self::build(text, labels, templates, scale, None)
+    }
+
+    fn build<L: AsRef<str>, T: AsRef<str>>(
+        text: &TextEncoder<B>,
+        labels: &[L],
+        templates: &[T],
+        scale: f32,
+        cache: Option<&TextCache>,
     ) -> Result<Self, ClipError> {
         if labels.is_empty() {
             return Err(ClipError::EmptyInput { what: "no labels" });
@@ -160,15 +190,44 @@ impl<B: Backend> ZeroShotClassifier<B> {
             }
         }
         let labels: Vec<String> = labels.iter().map(|l| l.as_ref().to_string()).collect();
-        let normalized = EncodeOptions::default();
-        let class_embeddings = if templates.is_empty() {
-            text.encode(&labels, &normalized)?
+        let texts = prompts(&labels, templates);
+        let features = match cache {
+            Some(cache) => cache.encode(text, &texts)?,
+            None => text.encode(&texts, &EncodeOptions::default())?,
+        };
+        Self::from_prompt_features(labels, templates.len(), features, scale)
+    }
+
+    /// Class embeddings from the prompts' L2-normalised features, label-major as [`prompts`]
+    /// lists them (`templates` rows per label; `templates = 0`: one row per label, the label
+    /// itself), and the factor `scale` (`logit_scale.exp()`): for callers that embed the
+    /// prompts elsewhere (a server batching them with other requests' texts).
+    ///
+    /// # Shapes
+    /// `features`: `[labels.len() · max(templates, 1), d]`.
+    pub fn from_prompt_features(
+        labels: Vec<String>,
+        templates: usize,
+        features: Tensor<B, 2>,
+        scale: f32,
+    ) -> Result<Self, ClipError> {
+        if labels.is_empty() {
+            return Err(ClipError::EmptyInput { what: "no labels" });
+        }
+        let k = templates.max(1);
+        let [rows, d] = features.dims();
+        if rows != labels.len() * k {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "{rows} prompt features for {} labels × {k} prompts each",
+                    labels.len()
+                ),
+            });
+        }
+        let class_embeddings = if templates == 0 {
+            features
         } else {
-            let k = templates.len();
-            let texts = prompts(&labels, templates);
-            let feats = text.encode(&texts, &normalized)?; // [n*k, d], normalised
-            let [_, d] = feats.dims();
-            let mean = feats
+            let mean = features
                 .reshape([labels.len(), k, d])
                 .mean_dim(1)
                 .squeeze_dim::<2>(1);

@@ -12,7 +12,7 @@ use crate::TextError;
 /// Each mode has one name (`card`, `fixed77`, `masked`: [`TextMode::name`], `Display`, the CLI,
 /// the server and the Python module); [`FromStr`](std::str::FromStr) also takes `model-card`.
 /// With the `clap` feature it is a `clap::ValueEnum` of those names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TextMode {
     /// The model card: pad to the longest text of the batch, no attention mask (padding is

@@ -1,6 +1,7 @@
 //! [`TextEncoder`]: tokenizer + BERT text tower.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -37,7 +38,11 @@ pub struct TextEncoder<B: Backend> {
     batch_size: usize,
     buckets: ShapeBuckets,
     device: B::Device,
+    cache_id: u64,
 }
+
+/// The next [`TextEncoder::cache_id`].
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<B: Backend> TextEncoder<B> {
     /// Load the tokenizer and the BERT weights from an HF model directory (`config.json`,
@@ -78,7 +83,15 @@ impl<B: Backend> TextEncoder<B> {
             batch_size: DEFAULT_TEXT_BATCH,
             buckets: ShapeBuckets::NONE,
             device,
+            cache_id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// This encoder's weights as a [`TextCache`](crate::TextCache) key: a number given once per
+    /// [`TextEncoder::new`] (every load), kept by clones and the `with_*` builders (they share
+    /// the weights; the mode is a key of its own).
+    pub fn cache_id(&self) -> u64 {
+        self.cache_id
     }
 
     /// Use another text mode.
