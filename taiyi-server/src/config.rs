@@ -41,7 +41,8 @@ pub struct Limits {
     /// Texts or images (or labels) in one request; more get 413.
     pub max_batch_items: usize,
     /// Tokens (`[CLS]`/`[SEP]` included, after truncation) one request may send to the text
-    /// tower, all its texts or prompts together; more get 413.
+    /// tower, all its texts or prompts together; more get 413. `/classify` prompts and
+    /// `/logits` texts found in the label cache, and repeats of a text, are not sent.
     pub max_request_tokens: usize,
     /// Prompts one `/classify` request may ask for: labels × templates (labels alone without
     /// templates); more get 413.
@@ -108,7 +109,13 @@ pub struct ServerConfig {
     pub model_name: String,
     /// Model files, device and precision, as `/info` shows them (free-form strings).
     pub model_info: ModelInfo,
+    /// Texts whose normalised features the label cache keeps (`/classify` prompts, `/logits`
+    /// texts; least recently used out first; 0: no cache). Batch-invariant text modes only.
+    pub label_cache: usize,
 }
+
+/// [`ServerConfig::label_cache`] by default: 4096 texts (16 MiB of 1024-d features).
+pub const DEFAULT_LABEL_CACHE: usize = 4096;
 
 /// Where the model came from, for `/info`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,6 +147,7 @@ impl Default for ServerConfig {
             timeouts: Timeouts::default(),
             batch: BatchConfig::default(),
             model_name: DEFAULT_MODEL_NAME.to_string(),
+            label_cache: DEFAULT_LABEL_CACHE,
             model_info: ModelInfo::default(),
         }
     }

@@ -61,13 +61,14 @@ mod engine;
 mod error;
 mod intake;
 mod metrics;
+mod prepare;
 mod routes;
 mod server;
 mod wire;
 
 pub use config::{
-    BatchConfig, ConfigError, DEFAULT_MODEL_NAME, Limits, MAX_BATCH_WAIT, MAX_TIMEOUT, ModelInfo,
-    ServerConfig, Timeouts, parse_byte_size, parse_duration,
+    BatchConfig, ConfigError, DEFAULT_LABEL_CACHE, DEFAULT_MODEL_NAME, Limits, MAX_BATCH_WAIT,
+    MAX_TIMEOUT, ModelInfo, ServerConfig, Timeouts, parse_byte_size, parse_duration,
 };
 pub use error::{ApiError, ServerError};
 pub use metrics::Metrics;

@@ -7,6 +7,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use taiyi_core::TextCache;
+
 use crate::engine::{Job, Work};
 
 /// Upper bounds (seconds) of the time histograms.
@@ -90,9 +94,19 @@ pub struct Metrics {
     connections: AtomicI64,
     connections_refused: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
+    /// The label cache whose hits, misses and size `/metrics` shows.
+    cache: Option<Arc<TextCache>>,
 }
 
 impl Metrics {
+    /// Metrics that also report `cache` (the label cache's hits, misses and entries).
+    pub(crate) fn with_cache(cache: Arc<TextCache>) -> Self {
+        Self {
+            cache: Some(cache),
+            ..Self::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
@@ -133,7 +147,7 @@ impl Metrics {
         let items: usize = jobs
             .iter()
             .map(|j| match &j.work {
-                Work::Texts { texts, .. } | Work::TextsAlone { texts, .. } => texts.len(),
+                Work::Texts { ids } | Work::TextsAlone { ids, .. } => ids.len(),
                 Work::Images { pixels } => pixels.len(),
                 Work::Logits { .. } | Work::Classify { .. } => 1,
             })
@@ -163,6 +177,7 @@ impl Metrics {
 
     /// Everything in the Prometheus text format.
     pub fn render(&self) -> String {
+        let cache = self.cache.as_ref().map(|c| c.stats()).unwrap_or_default();
         let inner = self.lock();
         let mut out = String::new();
         out.push_str("# HELP taiyi_requests_total HTTP requests answered, by route and status.\n");
@@ -194,6 +209,28 @@ impl Metrics {
             "counter",
             self.connections_refused.load(Ordering::Relaxed),
         );
+        for (name, help, kind, v) in [
+            (
+                "taiyi_label_cache_hits_total",
+                "Texts (/classify prompts, /logits texts) found in the label cache.",
+                "counter",
+                cache.hits,
+            ),
+            (
+                "taiyi_label_cache_misses_total",
+                "Texts looked up in the label cache and embedded.",
+                "counter",
+                cache.misses,
+            ),
+            (
+                "taiyi_label_cache_entries",
+                "Text features held by the label cache.",
+                "gauge",
+                cache.entries as u64,
+            ),
+        ] {
+            scalar(&mut out, name, help, kind, v);
+        }
         out.push_str(
             "# HELP taiyi_batch_items Items (texts, images, or 1 per single job) per batch.\n",
         );

@@ -1,4 +1,5 @@
-//! The route handlers: parse, preprocess on rayon, queue for the model, shape the answer.
+//! The route handlers: parse, prepare (`prepare.rs`: tokenize / decode on rayon, the label
+//! cache), queue for the model, shape the answer.
 
 use std::sync::Arc;
 
@@ -7,12 +8,10 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rayon::prelude::*;
 use serde_json::{Value, json};
-use taiyi_core::TextMode;
-use taiyi_preprocess::transform::ImageInput;
+use taiyi_core::TextCache;
 
-use crate::engine::{Answer, EngineHandle, Features, HealthState, ModelFacts, SubmitError, Work};
+use crate::engine::{Answer, EngineHandle, HealthState, Work};
 use crate::error::ApiError;
 use crate::wire::{self, ClassifyRequest, EmbedRequest, LogitsRequest, OpenAiRequest};
 use crate::{ServerConfig, metrics::Metrics};
@@ -23,6 +22,8 @@ pub(crate) struct AppState {
     pub config: ServerConfig,
     pub engine: EngineHandle,
     pub metrics: Arc<Metrics>,
+    /// Normalised features of texts seen before (`/classify` prompts, `/logits` texts).
+    pub cache: Arc<TextCache>,
 }
 
 type App = State<Arc<AppState>>;
@@ -33,132 +34,6 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         status: r.status(),
         message: r.body_text(),
     })
-}
-
-/// Run `f` on the rayon pool and await it.
-async fn on_rayon<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.await
-        .map_err(|_| ApiError::Unavailable("the preprocessing pool stopped"))?
-}
-
-impl AppState {
-    fn facts(&self) -> Result<&ModelFacts, ApiError> {
-        self.engine.facts().ok_or(match self.engine.health.get() {
-            HealthState::Failed => ApiError::Unavailable("the model failed to load"),
-            _ => ApiError::Unavailable("the model is loading; retry once /health answers 200"),
-        })
-    }
-
-    async fn submit(&self, work: Work) -> Result<Answer, ApiError> {
-        match self.engine.submit(work).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(ApiError::Model(e)),
-            Err(SubmitError::NotReady) => Err(self
-                .facts()
-                .err()
-                .unwrap_or(ApiError::Unavailable("the model is not ready"))),
-            Err(SubmitError::Full) => Err(ApiError::Unavailable(
-                "the inference queue is full; retry later",
-            )),
-            Err(SubmitError::Stopped) => Err(ApiError::Unavailable("the server is shutting down")),
-        }
-    }
-
-    async fn features(&self, work: Work) -> Result<Features, ApiError> {
-        match self.submit(work).await? {
-            Answer::Features(f) => Ok(f),
-            _ => Err(ApiError::Unavailable(
-                "the model answered another request kind",
-            )),
-        }
-    }
-
-    /// Token counts of `texts` as the text tower takes them (truncated to its length), on
-    /// rayon; more than `max_request_tokens` together is [`ApiError::TooMuchWork`].
-    async fn count_tokens(
-        &self,
-        texts: Vec<String>,
-    ) -> Result<(Vec<String>, Vec<usize>), ApiError> {
-        let facts = self.facts()?;
-        let (tokenizer, max) = (facts.tokenizer.clone(), facts.max_tokens);
-        let limit = self.config.limits.max_request_tokens;
-        on_rayon(move || {
-            let tokens: Vec<usize> = texts
-                .par_iter()
-                .map(|t| tokenizer.encode(t).ids.len().min(max))
-                .collect();
-            let count = tokens.iter().sum();
-            if count > limit {
-                return Err(ApiError::TooMuchWork {
-                    what: "tokens",
-                    count,
-                    limit,
-                });
-            }
-            Ok((texts, tokens))
-        })
-        .await
-    }
-
-    /// Features of `texts` in `mode` (default: the server's) and their token counts.
-    async fn texts(
-        &self,
-        texts: Vec<String>,
-        mode: Option<TextMode>,
-    ) -> Result<(Features, Vec<usize>), ApiError> {
-        let (texts, tokens) = self.count_tokens(texts).await?;
-        let facts = self.facts()?;
-        let mode = mode.unwrap_or(facts.text_mode);
-        let work = if mode == facts.text_mode && mode.batch_invariant() {
-            Work::Texts {
-                texts,
-                tokens: tokens.clone(),
-            }
-        } else {
-            Work::TextsAlone { texts, mode }
-        };
-        Ok((self.features(work).await?, tokens))
-    }
-
-    /// Features of base64 images (`uri_only`: `data:image/...;base64,` URIs only).
-    async fn images(
-        &self,
-        field: &'static str,
-        images: Vec<String>,
-        uri_only: bool,
-    ) -> Result<Features, ApiError> {
-        let transform = self.facts()?.transform.clone();
-        let pixels = on_rayon(move || {
-            let bytes = images
-                .par_iter()
-                .enumerate()
-                .map(|(i, s)| wire::image_bytes(field, i, s, uri_only))
-                .collect::<Result<Vec<_>, _>>()?;
-            let inputs: Vec<ImageInput<'_>> = bytes.iter().map(|b| ImageInput::Bytes(b)).collect();
-            transform.apply_batch(&inputs).map_err(|e| match e {
-                taiyi_preprocess::transform::ImageError::Batch { index, source } => {
-                    ApiError::Item {
-                        field,
-                        index,
-                        reason: "is not a usable image".into(),
-                        source: Some(source),
-                    }
-                }
-                other => ApiError::Field {
-                    field,
-                    reason: other.to_string(),
-                },
-            })
-        })
-        .await?;
-        self.features(Work::Images { pixels }).await
-    }
 }
 
 fn rows(v: &[f32], dim: usize) -> Vec<Vec<f32>> {
@@ -289,14 +164,16 @@ pub(crate) async fn classify(
             limit: max_prompts,
         });
     }
-    app.count_tokens(taiyi_core::prompts(&labels, &templates))
+    let (prompts, _) = app
+        .normalized_texts(taiyi_core::prompts(&labels, &templates))
         .await?;
     let features = app.images("images", images, false).await?;
     let work = Work::Classify {
         images: features.normalized,
+        prompts,
         dim: features.dim,
         labels: labels.clone(),
-        templates,
+        templates: templates.len(),
     };
     let Answer::Classes(preds) = app.submit(work).await? else {
         return Err(ApiError::Unavailable(
@@ -337,7 +214,7 @@ pub(crate) async fn logits(
     let n_texts = texts.len();
     // Texts and images are prepared (tokenized / decoded) at the same time.
     let text_app = app.clone();
-    let txt = tokio::spawn(async move { text_app.texts(texts, None).await });
+    let txt = tokio::spawn(async move { text_app.normalized_texts(texts).await });
     let img = app.images("images", images, false).await;
     let txt = txt
         .await
@@ -345,7 +222,7 @@ pub(crate) async fn logits(
     let (img, (txt, _)) = (img?, txt?);
     let work = Work::Logits {
         images: img.normalized,
-        texts: txt.normalized,
+        texts: txt,
         dim: img.dim,
     };
     let Answer::Logits { per_image, probs } = app.submit(work).await? else {
@@ -388,7 +265,9 @@ pub(crate) async fn info(State(app): App) -> Response {
         "ready": facts.is_some(),
         "text_mode": facts.map(|f| f.text_mode.name()),
         "batch_invariant": facts.map(|f| f.text_mode.batch_invariant()),
-        "max_text_tokens": facts.map(|f| f.max_tokens),
+        "packed_text_batches": facts.map(|f| f.packed),
+        "max_text_tokens": facts.map(|f| f.max_tokens(f.text_mode)),
+        "label_cache": app.cache.capacity(),
         "text_batch_size": facts.map(|f| f.text_batch_size),
         "image_batch_size": facts.map(|f| f.image_batch_size),
         "logit_scale": facts.and_then(|f| f.logit_scale),

@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use burn::tensor::backend::Backend;
-use taiyi_core::{ClipError, ClipModel};
+use taiyi_core::{ClipError, ClipModel, TextCache};
 use tokio::sync::watch;
 
 use crate::conn::{self, ConnLimits};
@@ -192,7 +192,8 @@ where
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
-    let metrics = Arc::new(Metrics::default());
+    let cache = Arc::new(TextCache::new(config.label_cache));
+    let metrics = Arc::new(Metrics::with_cache(cache.clone()));
     let (stop, stopped) = watch::channel(false);
     let stop_on_failure = stop.clone();
     let (engine, thread) = engine::start(
@@ -215,6 +216,7 @@ where
         config,
         engine,
         metrics: metrics.clone(),
+        cache,
     });
     let service = router(app, stopped.clone());
     let http = runtime.spawn(conn::serve(

@@ -85,6 +85,11 @@ pub(crate) struct ServeArgs {
     /// Jobs the inference queue holds (full: 503).
     #[arg(long, default_value_t = BatchConfig::default().queue_capacity)]
     queue_capacity: usize,
+    /// Texts (/classify prompts, /logits texts) whose features are kept for the next request
+    /// (least recently used out first; 0: no cache). Used in the masked and fixed77 modes,
+    /// where a text's feature does not depend on its batch; /metrics counts hits and misses.
+    #[arg(long, default_value_t = taiyi_server::DEFAULT_LABEL_CACHE, value_name = "TEXTS")]
+    label_cache: usize,
     /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
     #[arg(long)]
     text_batch_size: Option<usize>,
@@ -117,6 +122,7 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
             max_wait: Duration::from_millis(a.max_wait_ms),
             queue_capacity: a.queue_capacity,
         },
+        label_cache: a.label_cache,
         ..ServerConfig::default()
     };
     // Settings are checked before anything is loaded.

@@ -37,7 +37,7 @@ fn kind(job: &Job) -> Kind {
 /// A job's weight against its batch's budget: tokens for texts, images for images.
 fn weight(job: &Job) -> usize {
     match &job.work {
-        Work::Texts { tokens, .. } => tokens.iter().sum(),
+        Work::Texts { ids } => ids.iter().map(Vec::len).sum(),
         Work::Images { pixels } => pixels.len(),
         _ => 0,
     }

@@ -25,15 +25,14 @@ use crate::metrics::Metrics;
 pub(crate) enum Work {
     /// Embed texts in the server's text mode (batched with other requests' texts).
     Texts {
-        /// The texts.
-        texts: Vec<String>,
-        /// Their token counts (after truncation), as the tokenizer gives them.
-        tokens: Vec<usize>,
+        /// Each text's token ids, `[CLS] … [SEP]`, truncated as the server's encoder truncates
+        /// (tokenized once, on the request side).
+        ids: Vec<Vec<u32>>,
     },
     /// Embed texts in another mode, as one call of their own (never batched with others).
     TextsAlone {
-        /// The texts.
-        texts: Vec<String>,
+        /// Each text's token ids, truncated for `mode`.
+        ids: Vec<Vec<u32>>,
         /// The mode.
         mode: TextMode,
     },
@@ -51,16 +50,19 @@ pub(crate) enum Work {
         /// The feature size `d`.
         dim: usize,
     },
-    /// Zero-shot classification of normalised image features.
+    /// Zero-shot classification of normalised image features against the prompts' normalised
+    /// features (embedded beforehand as `Texts` jobs, or taken from the label cache).
     Classify {
         /// `[n_images, d]` row-major.
         images: Vec<f32>,
+        /// `[n_labels · max(templates, 1), d]` row-major, label-major.
+        prompts: Vec<f32>,
         /// The feature size `d`.
         dim: usize,
         /// The labels.
         labels: Vec<String>,
-        /// The prompt templates (empty: the labels themselves).
-        templates: Vec<String>,
+        /// Templates per label (0: the labels themselves).
+        templates: usize,
     },
 }
 
@@ -106,14 +108,27 @@ pub(crate) struct Job {
 pub(crate) struct ModelFacts {
     pub tokenizer: BertTokenizer,
     pub transform: ImageTransform,
-    /// Longest token sequence a text keeps (512, or 77 in fixed77).
-    pub max_tokens: usize,
+    /// The text tower's absolute positions (512).
+    pub max_positions: usize,
     pub text_mode: TextMode,
     pub text_batch_size: usize,
     pub image_batch_size: usize,
     pub logit_scale: Option<f32>,
     /// Width of the embeddings (the image tower's output, equal to the text feature's).
     pub dim: usize,
+    /// The text encoder's `cache_id`: the model part of the label cache's keys.
+    pub cache_id: u64,
+    /// Whether text batches run packed (`TextEncoder::packs`: masked mode on the CPU).
+    pub packed: bool,
+}
+
+impl ModelFacts {
+    /// The most tokens a text keeps in `mode` (the encoder's own rule,
+    /// [`TextMode::max_tokens`]): what the request side truncates to, so that counted tokens
+    /// are embedded tokens.
+    pub fn max_tokens(&self, mode: TextMode) -> usize {
+        mode.max_tokens(self.tokenizer.options().max_length, self.max_positions)
+    }
 }
 
 /// Loading state, as `/health` reports it.

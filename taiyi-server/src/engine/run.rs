@@ -1,13 +1,14 @@
 //! Running batches on the model, and splitting the results back into per-job answers.
 //!
-//! Batch invariance: a text's vector must not depend on the texts it was batched with. In
-//! `masked` mode padding is masked, but a padded row still takes other summation paths than
-//! an unpadded one (float rounding), so texts are grouped by token count and every group is
-//! one call of `TextEncoder::encode_raw`: no text is ever padded, and its vector is the one
-//! `ClipModel::encode_texts(&[text])` gives, bit for bit. In `fixed77` mode every text has the
-//! same shape already. `card` mode is batch-dependent by definition: its requests run alone.
+//! Batch invariance: a text's vector must not depend on the texts it was batched with. The
+//! whole batch is one `TextEncoder::encode_token_rows` call: in `masked` mode on the CPU it
+//! runs packed (no padding; every text's rows computed as if alone), so a text's vector is the
+//! one `ClipModel::encode_texts(&[text])` gives, bit for bit, whatever else is in the batch
+//! (`tests/http/batching.rs`). On GPUs the batch is padded to its longest text under the mask
+//! (one batched forward instead of one per text): equal to the text alone up to float
+//! rounding. In `fixed77` mode every text has the same shape already. `card` mode is
+//! batch-dependent by definition: its requests run alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,13 +42,14 @@ impl<B: Backend> Runner<B> {
         ModelFacts {
             tokenizer: text.tokenizer().clone(),
             transform: self.model.image().transform().clone(),
-            // The encoder's own truncation rule, so counted tokens are embedded tokens.
-            max_tokens: text.max_tokens(),
+            max_positions: text.model().max_positions(),
             text_mode: text.mode(),
             dim: self.model.image().model().output_dim(),
             text_batch_size: text.batch_size(),
             image_batch_size: self.model.image().batch_size(),
             logit_scale: self.model.logit_scale().ok(),
+            cache_id: text.cache_id(),
+            packed: text.packs(),
         }
     }
 
@@ -86,44 +88,21 @@ impl<B: Backend> Runner<B> {
         metrics.observe_inference(start.elapsed());
     }
 
-    /// Features of every text of `jobs`, in job order.
+    /// Features of every text of `jobs`, in job order: one call, whatever the lengths.
     fn texts(&self, jobs: &[Job]) -> Result<(Vec<f32>, Vec<f32>, usize), ClipError> {
-        let mut all: Vec<(&str, usize)> = Vec::new();
-        for job in jobs {
-            if let Work::Texts { texts, tokens } = &job.work {
-                all.extend(texts.iter().map(String::as_str).zip(tokens.iter().copied()));
-            }
-        }
-        let encoder = self.model.text();
-        if encoder.mode() != TextMode::Masked {
-            // fixed77: every text has the same shape; one call is batch-invariant.
-            let texts: Vec<&str> = all.iter().map(|t| t.0).collect();
-            return host(encoder.encode(&texts, &EncodeOptions::raw())?);
-        }
-        // masked: one call per token count, so that nothing is padded.
-        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (i, &(_, n)) in all.iter().enumerate() {
-            groups.entry(n).or_default().push(i);
-        }
-        let mut raw = Vec::new();
-        let mut normalized = Vec::new();
-        let mut dim = 0;
-        let mut place = vec![0usize; all.len()];
-        for rows in groups.values() {
-            let texts: Vec<&str> = rows.iter().map(|&i| all[i].0).collect();
-            let (r, n, d) = host(encoder.encode(&texts, &EncodeOptions::raw())?)?;
-            for (k, &i) in rows.iter().enumerate() {
-                place[i] = raw.len() / d.max(1) + k;
-            }
-            raw.extend(r);
-            normalized.extend(n);
-            dim = d;
-        }
-        Ok((
-            permute(&raw, &place, dim),
-            permute(&normalized, &place, dim),
-            dim,
-        ))
+        let rows: Vec<&[u32]> = jobs
+            .iter()
+            .flat_map(|job| match &job.work {
+                Work::Texts { ids } => ids.as_slice(),
+                _ => &[],
+            })
+            .map(Vec::as_slice)
+            .collect();
+        host(
+            self.model
+                .text()
+                .encode_token_rows(&rows, &EncodeOptions::raw())?,
+        )
     }
 
     /// Features of `pixels` (`[3, S, S]` each), in order.
@@ -152,9 +131,11 @@ impl<B: Backend> Runner<B> {
             Tensor::<B, 2>::from_data(TensorData::new(v, [rows, dim]), &device)
         };
         match work {
-            Work::TextsAlone { texts, mode } => {
-                let (raw, normalized, dim) =
-                    host(self.encoder(mode).encode(&texts, &EncodeOptions::raw())?)?;
+            Work::TextsAlone { ids, mode } => {
+                let (raw, normalized, dim) = host(
+                    self.encoder(mode)
+                        .encode_token_rows(&ids, &EncodeOptions::raw())?,
+                )?;
                 let rows = raw.len() / dim.max(1);
                 Ok(Answer::Features(Features {
                     raw,
@@ -174,20 +155,26 @@ impl<B: Backend> Runner<B> {
             }
             Work::Classify {
                 images,
+                prompts,
                 dim,
                 labels,
                 templates,
             } => {
-                let classifier = ZeroShotClassifier::new(&self.model, &labels, &templates)?;
+                let classifier = ZeroShotClassifier::from_prompt_features(
+                    labels,
+                    templates,
+                    matrix(prompts, dim),
+                    self.model.logit_scale()?,
+                )?;
                 let classes = classifier.classify(matrix(images, dim))?;
                 Ok(Answer::Classes(
                     classes.iter().map(Classification::ranked).collect(),
                 ))
             }
             // Batched kinds never arrive here (see `batch::kind`); run them alone anyway.
-            Work::Texts { texts, .. } => {
+            Work::Texts { ids } => {
                 let mode = self.model.text().mode();
-                self.single(Work::TextsAlone { texts, mode })
+                self.single(Work::TextsAlone { ids, mode })
             }
             Work::Images { pixels } => {
                 let (raw, normalized, dim) = self.images(pixels.iter())?;
@@ -228,15 +215,6 @@ fn host<B: Backend>(raw: Tensor<B, 2>) -> Result<(Vec<f32>, Vec<f32>, usize), Cl
     Ok((to_vec(raw)?, normalized, dim))
 }
 
-/// Rows `place[i]` of `v` (`dim` columns) as rows `i`.
-fn permute(v: &[f32], place: &[usize], dim: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(v.len());
-    for &p in place {
-        out.extend_from_slice(&v[p * dim..(p + 1) * dim]);
-    }
-    out
-}
-
 /// Hand every job its rows of the batch result (or the batch's error).
 fn split(jobs: Vec<Job>, result: Result<(Vec<f32>, Vec<f32>, usize), ClipError>) {
     let (raw, normalized, dim) = match result {
@@ -252,7 +230,7 @@ fn split(jobs: Vec<Job>, result: Result<(Vec<f32>, Vec<f32>, usize), ClipError>)
     let mut at = 0;
     for job in jobs {
         let rows = match &job.work {
-            Work::Texts { texts, .. } => texts.len(),
+            Work::Texts { ids } => ids.len(),
             Work::Images { pixels } => pixels.len(),
             _ => 0,
         };

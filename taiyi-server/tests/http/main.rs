@@ -9,6 +9,7 @@
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
+mod cache;
 mod common;
 mod limits;
 mod parity;

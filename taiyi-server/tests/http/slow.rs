@@ -282,10 +282,18 @@ fn work_bounds_count_prompts_and_tokens() {
     let (status, _, body) = post(
         &server,
         "/logits",
-        &json!({"images": [png], "texts": vec!["猫".repeat(20); 4]}).to_string(),
+        &json!({"images": [png], "texts": (0..4).map(|i| format!("{i}{}", "猫".repeat(20))).collect::<Vec<_>>()}).to_string(),
         &[],
     );
     assert_eq!(status, 413, "{body}");
+    // The same text 4 times goes to the tower once (the label cache's look-up): 22 tokens.
+    let (status, _, body) = post(
+        &server,
+        "/logits",
+        &json!({"images": [png], "texts": vec!["猫".repeat(20); 4]}).to_string(),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
     assert_eq!(post(&server, "/embed", &embed_body(), &[]).0, 200);
     server.shutdown().expect("clean shutdown");
 }
