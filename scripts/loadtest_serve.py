@@ -7,6 +7,12 @@ prints one JSON line: requests, status counts, items/s, latency p50/p99 (ms).
 
     python3 scripts/loadtest_serve.py --url http://127.0.0.1:8080 --kind text -c 8 --requests 200
     python3 scripts/loadtest_serve.py --kind image --image examples/data/chelsea_cat.png -c 1 --requests 10
+    python3 scripts/loadtest_serve.py --kind classify --labels 20 -c 1 --requests 1   # /classify, zh templates
+    python3 scripts/loadtest_serve.py --dump-texts texts.txt --requests 96   # the texts requests 0..95 send
+
+Texts: request i sends text_batch(i, n), Chinese phrases of 3 to 40 characters (deterministic),
+so a run's texts can be embedded offline (`--dump-texts`, then `taiyi embed-text --texts-file`)
+for the same-inputs comparison.
 
 Only loopback addresses are accepted (the load test must not leave the machine).
 """
@@ -18,6 +24,9 @@ import json
 import threading
 import time
 import urllib.parse
+
+LABELS = ["猫", "狗", "老虎", "熊猫", "兔子", "马", "大象", "长颈鹿", "狮子", "猴子", "汽车", "自行车",
+          "飞机", "轮船", "火车", "房子", "桥", "山", "海滩", "森林", "花", "蛋糕", "面条", "书"]
 
 WORDS = ["一只猫", "一只狗", "海边的日落", "两只老虎", "城市夜景", "雪山", "红色的花", "一碗面条",
          "下雨的街道", "古老的寺庙", "孩子们在踢足球", "一辆自行车"]
@@ -32,14 +41,23 @@ def text_batch(i, per_request):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8080")
-    ap.add_argument("--kind", choices=["text", "image"], default="text")
+    ap.add_argument("--kind", choices=["text", "image", "classify"], default="text")
     ap.add_argument("-c", "--concurrency", type=int, default=1)
     ap.add_argument("--requests", type=int, default=100, help="stop after this many requests")
     ap.add_argument("--duration", type=float, default=60.0, help="stop after this many seconds")
     ap.add_argument("--texts-per-request", type=int, default=1)
     ap.add_argument("--image", default="examples/data/chelsea_cat.png")
     ap.add_argument("--api-key")
+    ap.add_argument("--labels", type=int, default=20, help="labels per /classify (--kind classify)")
+    ap.add_argument("--dump-texts", metavar="FILE",
+                    help="write the texts of requests 0..--requests-1, one per line, and exit")
     args = ap.parse_args()
+    if args.dump_texts:
+        with open(args.dump_texts, "w", encoding="utf-8") as f:
+            for i in range(args.requests):
+                for t in text_batch(i, args.texts_per_request):
+                    f.write(t + "\n")
+        return
 
     u = urllib.parse.urlparse(args.url)
     if u.hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -48,7 +66,7 @@ def main():
     if args.api_key:
         headers["Authorization"] = f"Bearer {args.api_key}"
     image_uri = None
-    if args.kind == "image":
+    if args.kind in ("image", "classify"):
         with open(args.image, "rb") as f:
             image_uri = "data:image/png;base64," + base64.b64encode(f.read()).decode()
 
@@ -66,16 +84,21 @@ def main():
                 if i >= args.requests or time.monotonic() > deadline:
                     break
                 state["next"] += 1
+            path = "/v1/embeddings"
             if args.kind == "text":
                 body = {"input": text_batch(i, args.texts_per_request)}
                 n = args.texts_per_request
+            elif args.kind == "classify":
+                path = "/classify"
+                body = {"images": [image_uri], "labels": LABELS[:args.labels], "templates": "zh"}
+                n = 1
             else:
                 body = {"input": [image_uri], "modality": "image"}
                 n = 1
             data = json.dumps(body, ensure_ascii=False).encode()
             t0 = time.monotonic()
             try:
-                conn.request("POST", "/v1/embeddings", body=data, headers=headers)
+                conn.request("POST", path, body=data, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 status = resp.status

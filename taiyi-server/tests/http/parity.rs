@@ -312,3 +312,66 @@ fn features_are_those_of_one_call_per_text() {
         assert_eq!(row, &one[0], "{t}");
     }
 }
+
+/// Concurrent one-image requests share forward passes up to `max_batch_images`: 8 clients,
+/// a limit of 4 and a long wait give batches of 4 (never more), each client its lone answer.
+#[test]
+fn concurrent_images_are_batched_up_to_the_limit() {
+    let mut cfg = config();
+    cfg.batch.max_wait = Duration::from_millis(300);
+    cfg.batch.max_batch_images = 4;
+    let server = start(cfg);
+    let body = |i: usize| {
+        let uris = vec![format!("data:image/png;base64,{}", png_b64(i as u8))];
+        json!({"input": uris, "modality": "image", "encoding_format": "base64"}).to_string()
+    };
+    let alone: Vec<_> = (0..8)
+        .map(|i| base64_rows(&json(&post(&server, "/v1/embeddings", &body(i), &[]).2)))
+        .collect();
+    let (_, _, before) = get(&server, "/metrics");
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (server, body) = (&server, body(i));
+                s.spawn(move || base64_rows(&json(&post(server, "/v1/embeddings", &body, &[]).2)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    assert_eq!(alone, together);
+    let (_, _, after) = get(&server, "/metrics");
+    let image_metric = |body: &str, name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix("{kind=\"image\"} ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let batches = image_metric(&after, "taiyi_batch_items_count")
+        - image_metric(&before, "taiyi_batch_items_count");
+    let items = image_metric(&after, "taiyi_batch_items_sum")
+        - image_metric(&before, "taiyi_batch_items_sum");
+    assert_eq!(items, 8.0);
+    assert!(
+        (2.0..=3.0).contains(&batches),
+        "8 images in {batches} batches of at most 4"
+    );
+    // No batch over the limit: the histogram's le="4" bucket holds every batch.
+    let le4 = |body: &str| {
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix("taiyi_batch_items_bucket{kind=\"image\",le=\"4\"} ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    assert_eq!(le4(&after) - le4(&before), batches);
+    server.shutdown().expect("clean shutdown");
+}
