@@ -220,6 +220,34 @@ mod tests {
         }
     }
 
+    /// Backends without the packed kernel (here ndarray) run each sequence alone and
+    /// concatenate: the same values as `attend` on each sequence's rows.
+    #[test]
+    fn packed_attention_without_the_kernel_is_attention_per_sequence() {
+        use burn::backend::NdArray;
+        use burn::tensor::Distribution;
+        type N = NdArray;
+        assert!(!has_packed_kernel::<N>());
+        let device = Default::default();
+        let random = || Tensor::<N, 3>::random([1, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (random(), random(), random());
+        let got = attend_packed(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            2,
+            &[0, 4, 9],
+            AttentionKernel::Matmul,
+        );
+        for (start, len) in [(0, 4), (4, 5)] {
+            let rows = |x: &Tensor<N, 3>| x.clone().narrow(1, start, len);
+            let want = attend(rows(&q), rows(&k), rows(&v), 2, None, AttentionKernel::Matmul);
+            rows(&got)
+                .into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
+        }
+    }
+
     #[test]
     fn heads_split_and_merge_by_width() {
         let device = Default::default();

@@ -46,6 +46,18 @@ def test_encode_texts_equal_cli(tmp_path, mode):
     assert m.text_loaded and not m.image_loaded
 
 
+def test_masked_texts_do_not_depend_on_their_batch(tmp_path):
+    """Masked mode runs packed batches on the CPU: every text's vector is the one it gets
+    alone, bit for bit, whatever it is encoded with."""
+    m = taiyi.ClipModel(text_model=TEXT_DIR, vision_model=tmp_path / "absent.safetensors",
+                        vision_arch=ARCH, text_mode="masked")
+    together = m.encode_texts(TEXTS + TEXTS[::-1])
+    for i, t in enumerate(TEXTS):
+        alone = m.encode_texts([t])
+        np.testing.assert_array_equal(bits(together[i]), bits(alone[0]))
+        np.testing.assert_array_equal(bits(together[2 * len(TEXTS) - 1 - i]), bits(alone[0]))
+
+
 def test_logits_and_zero_shot_equal_cli(model):
     images = FIXTURE_IMAGES
     labels = ["一只猫", "一只狗", "两只老虎"]

@@ -24,8 +24,10 @@ pub enum TextMode {
     /// attention mask. Batch-independent (every text gets the same padding).
     #[cfg_attr(feature = "clap", value(name = "fixed77"))]
     Fixed77,
-    /// Pad to the longest text and pass the attention mask: padding is ignored, so a text's
-    /// feature does not depend on its batch (up to float rounding).
+    /// Each text attends to its own tokens only (the attention mask): a text's feature does
+    /// not depend on its batch. `taiyi_core::TextEncoder` runs it packed on the CPU (no
+    /// padding at all: the same bits as the text alone, in any batch) and padded to the
+    /// longest text under the mask on GPUs (the same up to float rounding).
     Masked,
 }
 
