@@ -62,7 +62,7 @@ pub use error::{ClipError, error_chain, error_report};
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;
-pub use text_cache::{CacheStats, TextCache, TextKey};
+pub use text_cache::{CacheStats, Lookup, TextCache, TextKey};
 pub use zeroshot::{
     CHINESE_TEMPLATES, Classification, DEFAULT_TEMPLATE, Prediction, TEMPLATE_SETS,
     ZeroShotClassifier, expand_templates, prompts,

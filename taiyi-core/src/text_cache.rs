@@ -173,45 +173,127 @@ impl TextCache {
         if !self.serves(encoder.mode()) || texts.is_empty() {
             return encoder.encode(texts, &normalized);
         }
-        let keys: Vec<TextKey> = texts
-            .iter()
-            .map(|t| TextKey::of(encoder, t.as_ref()))
-            .collect();
-        let mut rows: Vec<Option<Arc<[f32]>>> = keys.iter().map(|k| self.get(k)).collect();
-        let mut missing: Vec<&str> = Vec::new();
-        for (k, row) in keys.iter().zip(&rows) {
-            if row.is_none() && !missing.contains(&k.text.as_str()) {
-                missing.push(&k.text);
-            }
-        }
-        if !missing.is_empty() {
-            let fresh = encoder.encode(&missing, &normalized)?;
+        let lookup = self.lookup(encoder.cache_id(), encoder.mode(), texts);
+        let (fresh, d) = if lookup.missing().is_empty() {
+            (Vec::new(), 0)
+        } else {
+            let fresh = encoder.encode(lookup.missing(), &normalized)?;
             let [_, d] = fresh.dims();
-            let fresh = to_vec(fresh)?;
-            for (text, row) in missing.iter().zip(fresh.chunks(d.max(1))) {
-                let features: Arc<[f32]> = row.into();
-                for (k, slot) in keys.iter().zip(rows.iter_mut()) {
-                    if slot.is_none() && k.text == *text {
-                        *slot = Some(features.clone());
-                    }
-                }
-                self.insert(TextKey::of(encoder, text), features);
-            }
-        }
-        let d = rows.iter().flatten().map(|r| r.len()).next().unwrap_or(0);
-        let flat: Vec<f32> = rows
-            .iter()
-            .flatten()
-            .flat_map(|r| r.iter().copied())
-            .collect();
+            (to_vec(fresh)?, d)
+        };
+        let (flat, d) = lookup.complete(self, &fresh, d)?;
         Ok(Tensor::from_data(
             TensorData::new(flat, [texts.len(), d]),
             encoder.device(),
         ))
     }
+
+    /// Look `texts` up (each counted as a hit or a miss) for the model `model` in `mode`: the
+    /// rows found, and the distinct texts still to embed ([`Lookup::missing`]), to be handed
+    /// back to [`Lookup::complete`] with their features. For callers that embed elsewhere (a
+    /// server batching the missing texts with other requests').
+    pub fn lookup<S: AsRef<str>>(&self, model: u64, mode: TextMode, texts: &[S]) -> Lookup {
+        let keys: Vec<TextKey> = texts
+            .iter()
+            .map(|t| TextKey {
+                model,
+                mode,
+                text: t.as_ref().to_string(),
+            })
+            .collect();
+        let rows: Vec<Option<Arc<[f32]>>> = keys.iter().map(|k| self.get(k)).collect();
+        let mut missing: Vec<String> = Vec::new();
+        for (k, row) in keys.iter().zip(&rows) {
+            if row.is_none() && !missing.contains(&k.text) {
+                missing.push(k.text.clone());
+            }
+        }
+        Lookup {
+            keys,
+            rows,
+            missing,
+        }
+    }
+}
+
+/// The result of [`TextCache::lookup`]: rows found, texts missing.
+#[derive(Debug)]
+pub struct Lookup {
+    keys: Vec<TextKey>,
+    rows: Vec<Option<Arc<[f32]>>>,
+    missing: Vec<String>,
+}
+
+impl Lookup {
+    /// The distinct texts the cache did not hold, in first-seen order.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// Every text's feature, row-major `[texts, d]`, and `d`: the rows found and, for the
+    /// missing texts, `fresh` (their normalised features, `[missing().len(), dim]` row-major, in
+    /// [`Lookup::missing`]'s order), which are also stored in `cache`.
+    ///
+    /// # Errors
+    /// [`ClipError::Mismatch`] when `fresh` does not hold `missing().len()` rows of `dim`, or
+    /// the rows differ in width.
+    pub fn complete(
+        mut self,
+        cache: &TextCache,
+        fresh: &[f32],
+        dim: usize,
+    ) -> Result<(Vec<f32>, usize), ClipError> {
+        let want = self.missing.len() * dim;
+        if fresh.len() != want || (!self.missing.is_empty() && dim == 0) {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "{} values for {} missing texts of width {dim}",
+                    fresh.len(),
+                    self.missing.len()
+                ),
+            });
+        }
+        for (text, row) in self.missing.iter().zip(fresh.chunks(dim.max(1))) {
+            let feature: Arc<[f32]> = row.into();
+            let mut key = None;
+            for (k, slot) in self.keys.iter().zip(self.rows.iter_mut()) {
+                if slot.is_none() && k.text == *text {
+                    *slot = Some(feature.clone());
+                    key.get_or_insert_with(|| k.clone());
+                }
+            }
+            if let Some(key) = key {
+                cache.insert(key, feature);
+            }
+        }
+        let d = self
+            .rows
+            .iter()
+            .flatten()
+            .map(|r| r.len())
+            .next()
+            .unwrap_or(dim);
+        if self
+            .rows
+            .iter()
+            .any(|r| r.as_ref().is_none_or(|r| r.len() != d))
+        {
+            return Err(ClipError::Mismatch {
+                message: format!("cached text features are not all {d} wide"),
+            });
+        }
+        let flat = self
+            .rows
+            .iter()
+            .flatten()
+            .flat_map(|r| r.iter().copied())
+            .collect();
+        Ok((flat, d))
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -255,6 +337,37 @@ mod tests {
         cache.insert(key("c"), Arc::from([4.0f32].as_slice()));
         assert_eq!(cache.stats().entries, 2);
         assert_eq!(cache.get(&key("c")).as_deref(), Some(&[4.0f32][..]));
+    }
+
+    #[test]
+    fn lookup_then_complete_fills_repeats_and_refuses_a_wrong_shape() {
+        let cache = TextCache::new(8);
+        cache.insert(key("a"), Arc::from([1.0f32, 0.0].as_slice()));
+        let texts = ["b", "a", "b", "c"];
+        let lookup = cache.lookup(1, TextMode::Masked, &texts);
+        assert_eq!(lookup.missing(), ["b", "c"]);
+        let (flat, d) = lookup
+            .complete(&cache, &[0.0, 1.0, 0.6, 0.8], 2)
+            .expect("complete");
+        assert_eq!(d, 2);
+        assert_eq!(flat, [0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.6, 0.8]);
+        assert_eq!(cache.stats().entries, 3);
+        assert!(
+            cache
+                .lookup(1, TextMode::Masked, &texts)
+                .missing()
+                .is_empty()
+        );
+        let short = cache.lookup(1, TextMode::Masked, &["x", "y"]);
+        assert!(matches!(
+            short.complete(&cache, &[0.0, 1.0], 2),
+            Err(ClipError::Mismatch { .. })
+        ));
+        let wide = cache.lookup(1, TextMode::Masked, &["a", "z"]);
+        assert!(matches!(
+            wide.complete(&cache, &[0.0, 1.0, 0.0], 3),
+            Err(ClipError::Mismatch { .. })
+        ));
     }
 
     #[test]

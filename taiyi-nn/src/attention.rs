@@ -241,7 +241,14 @@ mod tests {
         );
         for (start, len) in [(0, 4), (4, 5)] {
             let rows = |x: &Tensor<N, 3>| x.clone().narrow(1, start, len);
-            let want = attend(rows(&q), rows(&k), rows(&v), 2, None, AttentionKernel::Matmul);
+            let want = attend(
+                rows(&q),
+                rows(&k),
+                rows(&v),
+                2,
+                None,
+                AttentionKernel::Matmul,
+            );
             rows(&got)
                 .into_data()
                 .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use taiyi_core::{TextKey, TextMode};
+use taiyi_core::TextMode;
 use taiyi_preprocess::transform::ImageInput;
 
 use crate::engine::{Answer, Features, HealthState, ModelFacts, SubmitError, Work};
@@ -123,37 +123,18 @@ impl AppState {
             let (f, _) = self.texts(texts, None).await?;
             return Ok((f.normalized, f.dim));
         }
-        let key = |text: &str| TextKey {
-            model,
-            mode,
-            text: text.to_string(),
+        let lookup = self.cache.lookup(model, mode, &texts);
+        let fresh = if lookup.missing().is_empty() {
+            Vec::new()
+        } else {
+            self.texts(lookup.missing().to_vec(), None)
+                .await?
+                .0
+                .normalized
         };
-        let mut rows: Vec<Option<Arc<[f32]>>> =
-            texts.iter().map(|t| self.cache.get(&key(t))).collect();
-        let mut missing: Vec<String> = Vec::new();
-        for (t, row) in texts.iter().zip(&rows) {
-            if row.is_none() && !missing.contains(t) {
-                missing.push(t.clone());
-            }
-        }
-        if !missing.is_empty() {
-            let (fresh, _) = self.texts(missing.clone(), None).await?;
-            for (text, feature) in missing.iter().zip(fresh.normalized.chunks(dim.max(1))) {
-                let feature: Arc<[f32]> = feature.into();
-                for (t, slot) in texts.iter().zip(rows.iter_mut()) {
-                    if slot.is_none() && t == text {
-                        *slot = Some(feature.clone());
-                    }
-                }
-                self.cache.insert(key(text), feature);
-            }
-        }
-        let flat = rows
-            .iter()
-            .flatten()
-            .flat_map(|r| r.iter().copied())
-            .collect();
-        Ok((flat, dim))
+        lookup
+            .complete(&self.cache, &fresh, dim)
+            .map_err(|e| ApiError::Model(Arc::new(e)))
     }
 
     /// Features of base64 images (`uri_only`: `data:image/...;base64,` URIs only).

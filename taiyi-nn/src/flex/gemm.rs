@@ -167,6 +167,7 @@ pub(crate) fn matmul_rows_into(dst: &mut [f32], lhs: Mat<'_>, rhs: Mat<'_>) -> O
 #[allow(clippy::expect_used)]
 mod tests {
     use super::{Mat, matmul_into, matmul_rows_into};
+    use crate::flex::bf16::tests::values;
 
     fn mat(data: &[f32], offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Mat<'_> {
         Mat {
@@ -215,19 +216,6 @@ mod tests {
         .expect("empty k");
         assert_eq!(dst, [0.0; 4]);
     }
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
     /// Every row of `matmul_rows_into` is bit-for-bit the same whether it is computed alone,
     /// with a few rows, or inside a large product (on rayon), for widths on both sides of
     /// gemm's small-size paths and k on both sides of its k-blocking.

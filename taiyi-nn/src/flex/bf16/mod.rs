@@ -9,7 +9,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use burn_flex::FlexTensor;
 use rayon::prelude::*;

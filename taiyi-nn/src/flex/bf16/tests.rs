@@ -24,7 +24,7 @@ fn kernels() -> Vec<CpuKernel> {
 }
 
 /// Deterministic values in [-1, 1) with a spread of magnitudes (xorshift).
-fn values(len: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|i| {
