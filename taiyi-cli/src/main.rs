@@ -59,7 +59,8 @@ enum Command {
     ZeroShot(zero_shot::ZeroShotArgs),
     /// Logits of images against texts: logit_scale.exp() * img @ txt.T, and softmax probs.
     Logits(logits::LogitsArgs),
-    /// Search an embedded image collection (from embed-image) with a Chinese text query.
+    /// Search an embedded image collection (from embed-image) with a Chinese text query, an
+    /// image, or precomputed query vectors.
     Search(search::SearchArgs),
     /// Time the towers on --device/--precision (random full-size weights by default).
     Bench(bench::BenchArgs),
@@ -119,7 +120,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::EmbedImage(a) => a.model.run = opts,
         Command::ZeroShot(a) => a.clip.set_run(opts),
         Command::Logits(a) => a.clip.set_run(opts),
-        Command::Search(a) => a.text.run = opts,
+        Command::Search(a) => {
+            a.text.run = opts;
+            a.vision.run = opts;
+        }
         Command::Bench(a) => a.weights = device.dense_format(precision),
         Command::Tokenize(_) | Command::Preprocess(_) | Command::Serve(_) => {}
     }

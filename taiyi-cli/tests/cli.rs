@@ -217,6 +217,107 @@ fn embed_and_search_round_trip() {
     assert_eq!(read_npy_shape(&pre), vec![1, 3, 224, 224]);
 }
 
+/// `search --image`: the indexed image finds itself first (cosine 1); `--query-vectors`: one
+/// JSON line per query, each row of the index finding itself; bad query vectors and a missing
+/// or doubled query kind are errors.
+#[test]
+fn search_by_image_and_by_query_vectors() {
+    let idx = tmp("search-index.npy");
+    let idx_s = idx.to_string_lossy().to_string();
+    ok(&[
+        "embed-image",
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--images-dir",
+        "fixtures/vision",
+        "--out",
+        &idx_s,
+    ]);
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(format!("{idx_s}.names.json")).expect("manifest"),
+    )
+    .expect("json")["names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_string())
+        .collect();
+    // Names are the paths as embed-image read them.
+    let image = names[1].clone();
+    let hits = ok(&[
+        "search",
+        "--vision-model",
+        VISION,
+        "--vision-arch",
+        "tiny",
+        "--index",
+        &idx_s,
+        "--image",
+        &image,
+        "--top-k",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&hits).expect("json");
+    assert_eq!(v[0]["name"], names[1].as_str(), "{hits}");
+    assert_eq!(v[0]["row"], 1);
+    assert!(
+        (v[0]["score"].as_f64().expect("score") - 1.0).abs() < 1e-5,
+        "{hits}"
+    );
+    assert!(v[1]["score"].as_f64() < v[0]["score"].as_f64());
+    // The index's own rows, scaled (queries are normalised here), as query vectors.
+    let (shape, rows) = taiyi_core::npy::read_f32(&idx).expect("index");
+    let scaled: Vec<f32> = rows.iter().map(|x| x * 3.0).collect();
+    let q = tmp("queries.npy");
+    let q_s = q.to_string_lossy().to_string();
+    taiyi_core::npy::write_f32(&q, &shape, &scaled).expect("queries");
+    let out = ok(&[
+        "search",
+        "--index",
+        &idx_s,
+        "--query-vectors",
+        &q_s,
+        "--top-k",
+        "1",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), shape[0]);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["query"], i);
+        assert_eq!(line["hits"][0]["row"], i, "{out}");
+        assert_eq!(line["hits"][0]["name"], names[i].as_str());
+        assert!((line["hits"][0]["score"].as_f64().expect("score") - 1.0).abs() < 1e-5);
+    }
+    // A zero row, a wrong width, no query and two queries: errors, no output.
+    let mut zero = scaled.clone();
+    zero[shape[1]..].fill(0.0);
+    taiyi_core::npy::write_f32(&q, &shape, &zero).expect("queries");
+    let r = taiyi(&["search", "--index", &idx_s, "--query-vectors", &q_s]);
+    assert!(!r.status.success() && r.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("row 1 has norm 0"));
+    taiyi_core::npy::write_f32(&q, &[1, 3], &[1.0, 0.0, 0.0]).expect("queries");
+    let r = taiyi(&["search", "--index", &idx_s, "--query-vectors", &q_s]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("3-d"), "{r:?}");
+    assert!(!taiyi(&["search", "--index", &idx_s]).status.success());
+    let r = taiyi(&[
+        "search",
+        "--index",
+        &idx_s,
+        "--query",
+        "猫",
+        "--query-vectors",
+        &q_s,
+    ]);
+    assert!(!r.status.success());
+}
+
 #[test]
 fn errors_exit_nonzero_and_write_nothing() {
     let out_path = tmp("never.npy");
