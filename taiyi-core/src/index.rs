@@ -41,13 +41,13 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView1};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::ClipError;
 use crate::commit::{fault, file_sha256, sha256_hex, sync_dir_of};
 use crate::outfile::AtomicFile;
-use crate::retrieval::{Hit, top_k};
+use crate::retrieval::{Hit, top_k, top_k_batch};
 
 /// The manifest's `format` value.
 const FORMAT: &str = "taiyi-embedding-index";
@@ -428,6 +428,16 @@ impl EmbeddingIndex {
     /// The `k` best rows for a normalised query embedding (cosine similarity).
     pub fn search(&self, query: ArrayView1<'_, f32>, k: usize) -> Result<Vec<Hit>, ClipError> {
         top_k(query, self.embeddings.view(), k)
+    }
+
+    /// [`EmbeddingIndex::search`] for every row of `queries` (`[m, d]`, normalised), scored
+    /// block by block against all queries at once ([`top_k_batch`]).
+    pub fn search_batch(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>, ClipError> {
+        top_k_batch(queries, self.embeddings.view(), k)
     }
 }
 

@@ -14,6 +14,30 @@ pub struct Hit {
     pub score: f32,
 }
 
+/// Best first; ties: the lower row first.
+fn better(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then(a.index.cmp(&b.index))
+}
+
+/// The `k` best of `hits` in order ([`better`]): a partial selection, then a sort of `k`.
+fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    if k < hits.len() {
+        hits.select_nth_unstable_by(k, better);
+        hits.truncate(k);
+    }
+    hits.sort_by(better);
+    hits
+}
+
+fn check_width(query: usize, index: usize) -> Result<(), ClipError> {
+    if index != query {
+        return Err(ClipError::Mismatch {
+            message: format!("query is {query}-d but the index holds {index}-d embeddings"),
+        });
+    }
+    Ok(())
+}
+
 /// The `k` rows of `index` (`[n, d]`) most similar to `query` (`[d]`), best first. Ties keep the
 /// lower row first.
 pub fn top_k(
@@ -21,33 +45,48 @@ pub fn top_k(
     index: ArrayView2<'_, f32>,
     k: usize,
 ) -> Result<Vec<Hit>, ClipError> {
-    if index.ncols() != query.len() {
-        return Err(ClipError::Mismatch {
-            message: format!(
-                "query is {}-d but the index holds {}-d embeddings",
-                query.len(),
-                index.ncols()
-            ),
-        });
-    }
+    check_width(query.len(), index.ncols())?;
     let scores = index.dot(&query);
-    let mut hits: Vec<Hit> = scores
+    let hits = scores
         .iter()
         .enumerate()
         .map(|(index, &score)| Hit { index, score })
         .collect();
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-    hits.truncate(k);
-    Ok(hits)
+    Ok(best(hits, k))
 }
 
-/// [`top_k`] for every row of `queries` (`[m, d]`).
+/// Rows of the index scored against all queries at once, per block (one pass over the index
+/// for every block of queries instead of one per query).
+const ROWS_PER_BLOCK: usize = 16_384;
+
+/// [`top_k`] for every row of `queries` (`[m, d]`), computed as one matrix product per block of
+/// index rows (`[rows, d] × [d, m]`), keeping each query's best `k` as the blocks go. The scores
+/// are [`top_k`]'s up to float rounding (a matrix product sums in another order than a
+/// matrix-vector product), so rows whose scores tie to the last bits may come in another order.
 pub fn top_k_batch(
     queries: ArrayView2<'_, f32>,
     index: ArrayView2<'_, f32>,
     k: usize,
 ) -> Result<Vec<Vec<Hit>>, ClipError> {
-    queries.outer_iter().map(|q| top_k(q, index, k)).collect()
+    check_width(queries.ncols(), index.ncols())?;
+    let m = queries.nrows();
+    let mut kept: Vec<Vec<Hit>> = vec![Vec::new(); m];
+    let qt = queries.t();
+    for (b, block) in index
+        .axis_chunks_iter(ndarray::Axis(0), ROWS_PER_BLOCK)
+        .enumerate()
+    {
+        let scores = block.dot(&qt); // [rows, m]
+        let first = b * ROWS_PER_BLOCK;
+        for (q, hits) in kept.iter_mut().enumerate() {
+            hits.extend(scores.column(q).iter().enumerate().map(|(r, &score)| Hit {
+                index: first + r,
+                score,
+            }));
+            *hits = best(std::mem::take(hits), k);
+        }
+    }
+    Ok(kept)
 }
 
 pub use crate::index::{EmbeddingIndex, NORM_TOLERANCE, Skipped};
@@ -69,6 +108,30 @@ mod tests {
             top_k(arr1(&[1.0f32, 0.0]).view(), index.view(), 10)?.len(),
             4
         );
+        Ok(())
+    }
+
+    /// The blocked batch equals one `top_k` per query, across block boundaries, with ties and
+    /// k of 0, within and past the row count.
+    #[test]
+    fn batch_equals_one_search_per_query() -> Result<(), ClipError> {
+        let n = 2 * ROWS_PER_BLOCK + 77;
+        let mut x = 0x1234_5678u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x % 7) as f32 - 3.0 // few values: many ties
+        };
+        let index = ndarray::Array2::from_shape_fn((n, 4), |_| next());
+        let queries = ndarray::Array2::from_shape_fn((5, 4), |_| next());
+        for k in [0, 1, 10, n + 3] {
+            let batch = top_k_batch(queries.view(), index.view(), k)?;
+            for (q, hits) in queries.outer_iter().zip(&batch) {
+                assert_eq!(hits, &top_k(q, index.view(), k)?, "k {k}");
+            }
+        }
+        assert!(top_k_batch(arr2(&[[1.0f32]]).view(), index.view(), 1).is_err());
         Ok(())
     }
 

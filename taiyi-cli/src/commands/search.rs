@@ -115,8 +115,10 @@ impl BackendTask for SearchArgs {
         let (queries, d) = self.queries::<B>(&device)?;
         let mut out = String::new();
         if self.query_vectors.is_some() {
-            for (i, q) in queries.chunks(d).enumerate() {
-                let hits = index.search(ndarray::ArrayView1::from(q), self.top_k)?;
+            let m = queries.len() / d;
+            let queries = ndarray::ArrayView2::from_shape((m, d), &queries)
+                .map_err(|e| CliError::Usage(format!("query vectors: {e}")))?;
+            for (i, hits) in index.search_batch(queries, self.top_k)?.iter().enumerate() {
                 let hits: Vec<_> = hits.iter().map(|h| hit_json(&index, h)).collect();
                 out.push_str(&serde_json::json!({"query": i, "hits": hits}).to_string());
                 out.push('\n');
