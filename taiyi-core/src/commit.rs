@@ -16,6 +16,20 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// An incremental SHA-256: `finish` is [`sha256_hex`] of everything given to `update`.
+#[derive(Default)]
+pub(crate) struct Sha256Hex(Sha256);
+
+impl Sha256Hex {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub(crate) fn finish(self) -> String {
+        hex(&self.0.finalize())
+    }
+}
+
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -45,7 +45,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::ClipError;
-use crate::commit::{fault, file_sha256, sha256_hex, sync_dir_of};
+use crate::commit::{Sha256Hex, fault, file_sha256, sha256_hex, sync_dir_of};
 use crate::outfile::AtomicFile;
 use crate::retrieval::{Hit, top_k, top_k_batch};
 
@@ -144,7 +144,7 @@ fn exists(path: &Path) -> bool {
 }
 
 /// A manifest's bytes, through [`crate::input`] (a regular file, at most
-/// [`crate::input::MANIFEST_MAX_BYTES`]); `.npy` files are read by [`crate::npy::read_bytes`].
+/// [`crate::input::MANIFEST_MAX_BYTES`]); `.npy` files are read by [`crate::npy::read_f32_with`] (digest and values in one pass).
 fn read(path: &Path) -> Result<Vec<u8>, ClipError> {
     crate::input::read_input(path, crate::input::InputKind::MANIFEST).map_err(|source| {
         ClipError::Read {
@@ -306,19 +306,16 @@ impl EmbeddingIndex {
                 m.format, m.version
             )));
         }
-        // One read: the rows parsed are the bytes hashed.
-        let bytes = crate::npy::read_bytes(npy)?;
-        let Some(generation) = m.generation(&sha256_hex(&bytes)) else {
+        // One read: the rows parsed are the bytes hashed, in the same pass.
+        let mut digest = Sha256Hex::default();
+        let (shape, values) = crate::npy::read_f32_with(npy, |b| digest.update(b))?;
+        let Some(generation) = m.generation(&digest.finish()) else {
             return Err(bad(format!(
                 "it was written with another {} (an interrupted or concurrent write?): \
                  embed the collection again",
                 npy.display()
             )));
         };
-        let (shape, values) = crate::npy::parse_f32(&bytes).map_err(|message| ClipError::Npy {
-            path: npy.to_path_buf(),
-            message,
-        })?;
         let embeddings = Self::matrix(npy, &shape, values)?;
         let (n, d) = embeddings.dim();
         let g = generation;
@@ -354,13 +351,7 @@ impl EmbeddingIndex {
                 });
             }
         }
-        let (shape, values) =
-            crate::npy::parse_f32(&crate::npy::read_bytes(npy)?).map_err(|message| {
-                ClipError::Npy {
-                    path: npy.to_path_buf(),
-                    message,
-                }
-            })?;
+        let (shape, values) = crate::npy::read_f32(npy)?;
         let embeddings = Self::matrix(npy, &shape, values)?;
         let names = (0..embeddings.nrows()).map(|i| i.to_string()).collect();
         Self::checked(npy, embeddings, names, false, Vec::new())

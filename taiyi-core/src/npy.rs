@@ -178,11 +178,105 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
 /// shape says (every size is checked for overflow before use). The file is read by
 /// [`read_bytes`]: only a regular file, and only as many bytes as its header declares.
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), ClipError> {
-    let bytes = read_bytes(path)?;
-    parse_f32(&bytes).map_err(|message| ClipError::Npy {
+    read_f32_with(path, |_| {})
+}
+
+/// Bytes read per piece by [`read_f32_with`].
+const PIECE: usize = 4 << 20;
+
+/// [`read_f32`] that hands every byte of the file, in file order, to `seen` (a digest of the
+/// whole file, taken in the same pass) and reads the data in pieces of 4 MiB straight into the
+/// values: the file's bytes and its values are never in memory together (peak: the values and
+/// one piece, where reading the bytes whole and then parsing them took twice the data).
+///
+/// # Errors
+/// As [`read_bytes`] and [`read_f32`]; a file shortened while it is read is an error.
+pub fn read_f32_with(
+    path: &Path,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<(Vec<usize>, Vec<f32>), ClipError> {
+    use std::io::Read;
+    let io_err = |source| ClipError::Read {
+        what: ".npy file",
+        path: path.to_path_buf(),
+        source: crate::input::InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    let npy_err = |message: String| ClipError::Npy {
         path: path.to_path_buf(),
         message,
-    })
+    };
+    let file = crate::input::InputFile::open(path).map_err(|source| ClipError::Read {
+        what: ".npy file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Magic, version, header length, header: at most 12 + MAX_HEADER_BYTES bytes.
+    let prefix_cap = 12 + header::MAX_HEADER_BYTES as u64;
+    let mut prefix = Vec::new();
+    Read::take(file.file(), prefix_cap)
+        .read_to_end(&mut prefix)
+        .map_err(io_err)?;
+    let (data_start, shape, data_len) = layout(&prefix).map_err(npy_err)?;
+    let declared = u64::try_from(data_start)
+        .ok()
+        .zip(u64::try_from(data_len).ok())
+        .and_then(|(a, b)| a.checked_add(b))
+        .ok_or_else(|| npy_err(format!("shape {shape:?} overflows")))?;
+    let declared_err = |found: u64| {
+        npy_err(format!(
+            "the file holds {found} bytes, its header declares {declared} ({data_start} bytes \
+             of header, then shape {shape:?} × 4 bytes)"
+        ))
+    };
+    if file.len() != declared || prefix.len() as u64 > declared {
+        return Err(declared_err(file.len()));
+    }
+    let mut values: Vec<f32> = Vec::new();
+    values.try_reserve_exact(data_len / 4).map_err(|_| {
+        npy_err(format!(
+            "cannot allocate {data_len} bytes for shape {shape:?}"
+        ))
+    })?;
+    seen(&prefix);
+    let mut carry = prefix.split_off(data_start);
+    push_floats(&mut values, &mut carry);
+    let mut rest = Read::take(
+        file.file(),
+        declared - (data_start + carry.len() + values.len() * 4) as u64,
+    );
+    let mut piece = vec![0u8; PIECE];
+    loop {
+        let n = match rest.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        seen(&piece[..n]);
+        carry.extend_from_slice(&piece[..n]);
+        push_floats(&mut values, &mut carry);
+    }
+    let read = (data_start + values.len() * 4 + carry.len()) as u64;
+    if read != declared || !carry.is_empty() {
+        // Shortened while it was read.
+        return Err(declared_err(read));
+    }
+    Ok((shape, values))
+}
+
+/// The whole little-endian f32s at the front of `carry` appended to `values` (at most 3 bytes
+/// stay in `carry`).
+fn push_floats(values: &mut Vec<f32>, carry: &mut Vec<u8>) {
+    let whole = carry.len() / 4 * 4;
+    values.extend(
+        carry[..whole]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    carry.drain(..whole);
 }
 
 /// The bytes of the float32 `.npy` file `path`, read through [`crate::input`]: a regular file

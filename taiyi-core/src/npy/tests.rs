@@ -142,3 +142,41 @@ fn headers_are_parsed_not_searched() {
     assert!(parse_f32(&v2).is_err());
     assert!(parse_f32(b"\x93NUMPY\x04\x00\x00\x00").is_err());
 }
+
+/// `read_f32_with` over pieces: a file past one 4 MiB piece (the header prefix leaves a partial
+/// float to carry), the values equal the bytes' parse, the digest is the whole file's, and a
+/// file cut short is refused.
+#[test]
+fn streamed_read_equals_parse_and_digests_the_whole_file() -> Result<(), ClipError> {
+    let dir = std::env::temp_dir().join(format!("taiyi-npy-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| ClipError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let p = dir.join("big.npy");
+    let n = PIECE / 4 + 12_345;
+    let data: Vec<f32> = (0..n).map(|i| (i as f32).sin()).collect();
+    write_f32(&p, &[n / 5, 5], &data[..n / 5 * 5])?;
+    let bytes = std::fs::read(&p).map_err(|source| ClipError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let mut digest = crate::commit::Sha256Hex::default();
+    let streamed = read_f32_with(&p, |b| digest.update(b))?;
+    assert_eq!(digest.finish(), crate::commit::sha256_hex(&bytes));
+    assert_eq!(
+        streamed,
+        parse_f32(&bytes).map_err(|message| ClipError::Npy {
+            path: p.clone(),
+            message,
+        })?
+    );
+    assert_eq!(streamed.1.as_slice(), &data[..n / 5 * 5]);
+    std::fs::write(&p, &bytes[..bytes.len() - 3]).map_err(|source| ClipError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    assert!(matches!(read_f32(&p), Err(ClipError::Npy { .. })));
+    std::fs::remove_dir_all(&dir).map_err(|source| ClipError::Io { path: dir, source })?;
+    Ok(())
+}
