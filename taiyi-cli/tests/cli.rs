@@ -157,9 +157,8 @@ fn read_npy_shape(path: &Path) -> Vec<usize> {
         .collect()
 }
 
-#[test]
-fn embed_and_search_round_trip() {
-    let idx = tmp("index.npy");
+/// `embed-image` of the tiny fixture images into the index `idx`; its path as a string.
+fn embed_fixture_images(idx: &Path) -> String {
     let idx_s = idx.to_string_lossy().to_string();
     ok(&[
         "embed-image",
@@ -172,6 +171,13 @@ fn embed_and_search_round_trip() {
         "--out",
         &idx_s,
     ]);
+    idx_s
+}
+
+#[test]
+fn embed_and_search_round_trip() {
+    let idx = tmp("index.npy");
+    let idx_s = embed_fixture_images(&idx);
     assert_eq!(read_npy_shape(&idx), vec![2, 16]);
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{idx_s}.names.json")).expect("manifest"),
@@ -223,18 +229,7 @@ fn embed_and_search_round_trip() {
 #[test]
 fn search_by_image_and_by_query_vectors() {
     let idx = tmp("search-index.npy");
-    let idx_s = idx.to_string_lossy().to_string();
-    ok(&[
-        "embed-image",
-        "--vision-model",
-        VISION,
-        "--vision-arch",
-        "tiny",
-        "--images-dir",
-        "fixtures/vision",
-        "--out",
-        &idx_s,
-    ]);
+    let idx_s = embed_fixture_images(&idx);
     let names: Vec<String> = serde_json::from_str::<serde_json::Value>(
         &std::fs::read_to_string(format!("{idx_s}.names.json")).expect("manifest"),
     )

@@ -196,64 +196,41 @@ pub fn read_f32_with(
     mut seen: impl FnMut(&[u8]),
 ) -> Result<(Vec<usize>, Vec<f32>), ClipError> {
     use std::io::Read;
-    let io_err = |source| ClipError::Read {
-        what: ".npy file",
-        path: path.to_path_buf(),
-        source: crate::input::InputError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-    };
-    let npy_err = |message: String| ClipError::Npy {
-        path: path.to_path_buf(),
-        message,
-    };
-    let file = crate::input::InputFile::open(path).map_err(|source| ClipError::Read {
-        what: ".npy file",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // Magic, version, header length, header: at most 12 + MAX_HEADER_BYTES bytes.
-    let prefix_cap = 12 + header::MAX_HEADER_BYTES as u64;
-    let mut prefix = Vec::new();
-    Read::take(file.file(), prefix_cap)
-        .read_to_end(&mut prefix)
-        .map_err(io_err)?;
-    let (data_start, shape, data_len) = layout(&prefix).map_err(npy_err)?;
-    let declared = u64::try_from(data_start)
-        .ok()
-        .zip(u64::try_from(data_len).ok())
-        .and_then(|(a, b)| a.checked_add(b))
-        .ok_or_else(|| npy_err(format!("shape {shape:?} overflows")))?;
-    let declared_err = |found: u64| {
-        npy_err(format!(
-            "the file holds {found} bytes, its header declares {declared} ({data_start} bytes \
-             of header, then shape {shape:?} × 4 bytes)"
-        ))
-    };
-    if file.len() != declared || prefix.len() as u64 > declared {
-        return Err(declared_err(file.len()));
-    }
+    let Opened {
+        file,
+        mut prefix,
+        data_start,
+        shape,
+        declared,
+    } = Opened::new(path)?;
+    let data_len = (declared - data_start as u64) as usize;
     let mut values: Vec<f32> = Vec::new();
-    values.try_reserve_exact(data_len / 4).map_err(|_| {
-        npy_err(format!(
-            "cannot allocate {data_len} bytes for shape {shape:?}"
-        ))
-    })?;
+    values
+        .try_reserve_exact(data_len / 4)
+        .map_err(|_| ClipError::Npy {
+            path: path.to_path_buf(),
+            message: format!("cannot allocate {data_len} bytes for shape {shape:?}"),
+        })?;
     seen(&prefix);
     let mut carry = prefix.split_off(data_start);
     push_floats(&mut values, &mut carry);
-    let mut rest = Read::take(
-        file.file(),
-        declared - (data_start + carry.len() + values.len() * 4) as u64,
-    );
+    let consumed = (data_start + carry.len() + values.len() * 4) as u64;
+    let mut rest = Read::take(file.file(), declared - consumed);
     let mut piece = vec![0u8; PIECE];
     loop {
         let n = match rest.read(&mut piece) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
+            Err(source) => {
+                return Err(read_error(
+                    path,
+                    crate::input::InputError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                ));
+            }
         };
         seen(&piece[..n]);
         carry.extend_from_slice(&piece[..n]);
@@ -262,9 +239,87 @@ pub fn read_f32_with(
     let read = (data_start + values.len() * 4 + carry.len()) as u64;
     if read != declared || !carry.is_empty() {
         // Shortened while it was read.
-        return Err(declared_err(read));
+        return Err(length_error(path, read, declared, data_start, &shape));
     }
     Ok((shape, values))
+}
+
+/// A float32 `.npy` opened through [`crate::input`] with its header read and checked: the
+/// first bytes read (the header and possibly some data), where the data starts, the shape, and
+/// the file length the header declares (equal to the file's length, checked).
+struct Opened {
+    file: crate::input::InputFile,
+    prefix: Vec<u8>,
+    data_start: usize,
+    shape: Vec<usize>,
+    declared: u64,
+}
+
+impl Opened {
+    fn new(path: &Path) -> Result<Self, ClipError> {
+        use std::io::Read;
+        let npy_err = |message: String| ClipError::Npy {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file = crate::input::InputFile::open(path).map_err(|e| read_error(path, e))?;
+        // Magic, version, header length, header: at most 12 + MAX_HEADER_BYTES bytes.
+        let prefix_cap = 12 + header::MAX_HEADER_BYTES as u64;
+        let mut prefix = Vec::new();
+        Read::take(file.file(), prefix_cap)
+            .read_to_end(&mut prefix)
+            .map_err(|source| {
+                read_error(
+                    path,
+                    crate::input::InputError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                )
+            })?;
+        let (data_start, shape, data_len) = layout(&prefix).map_err(npy_err)?;
+        let declared = u64::try_from(data_start)
+            .ok()
+            .zip(u64::try_from(data_len).ok())
+            .and_then(|(a, b)| a.checked_add(b))
+            .ok_or_else(|| npy_err(format!("shape {shape:?} overflows")))?;
+        if file.len() != declared || prefix.len() as u64 > declared {
+            return Err(length_error(path, file.len(), declared, data_start, &shape));
+        }
+        Ok(Self {
+            file,
+            prefix,
+            data_start,
+            shape,
+            declared,
+        })
+    }
+}
+
+/// A `.npy` that cannot be read as a file.
+fn read_error(path: &Path, source: crate::input::InputError) -> ClipError {
+    ClipError::Read {
+        what: ".npy file",
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A `.npy` whose length is not the one its header declares.
+fn length_error(
+    path: &Path,
+    found: u64,
+    declared: u64,
+    data_start: usize,
+    shape: &[usize],
+) -> ClipError {
+    ClipError::Npy {
+        path: path.to_path_buf(),
+        message: format!(
+            "the file holds {found} bytes, its header declares {declared} ({data_start} bytes \
+             of header, then shape {shape:?} × 4 bytes)"
+        ),
+    }
 }
 
 /// The whole little-endian f32s at the front of `carry` appended to `values` (at most 3 bytes
@@ -288,50 +343,29 @@ fn push_floats(values: &mut Vec<f32>, carry: &mut Vec<u8>) {
 /// [`ClipError::Read`] if it is not a regular file or cannot be read; [`ClipError::Npy`] for
 /// an invalid header or a length other than the header's.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, ClipError> {
-    use std::io::Read;
-    let read_err = |source| ClipError::Read {
-        what: ".npy file",
-        path: path.to_path_buf(),
-        source,
-    };
-    let npy_err = |message: String| ClipError::Npy {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut file = crate::input::InputFile::open(path).map_err(read_err)?;
-    // Magic, version, header length, header: at most 12 + MAX_HEADER_BYTES bytes.
-    let prefix_cap = 12 + header::MAX_HEADER_BYTES as u64;
-    let mut bytes = Vec::new();
-    Read::take(file.file(), prefix_cap)
-        .read_to_end(&mut bytes)
-        .map_err(|source| {
-            read_err(crate::input::InputError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        })?;
-    let (data_start, shape, data_len) = layout(&bytes).map_err(npy_err)?;
-    let declared = u64::try_from(data_start)
-        .ok()
-        .zip(u64::try_from(data_len).ok())
-        .and_then(|(a, b)| a.checked_add(b))
-        .ok_or_else(|| npy_err(format!("shape {shape:?} overflows")))?;
-    let declared_err = |found: u64| {
-        npy_err(format!(
-            "the file holds {found} bytes, its header declares {declared} ({data_start} bytes              of header, then shape {shape:?} × 4 bytes)"
-        ))
-    };
-    if file.len() != declared {
-        return Err(declared_err(file.len()));
-    }
+    let Opened {
+        mut file,
+        prefix: mut bytes,
+        data_start,
+        shape,
+        declared,
+    } = Opened::new(path)?;
     let kind = crate::input::InputKind::new(".npy file", declared);
     file.read_capped(&mut bytes, kind).map_err(|e| match e {
-        crate::input::InputError::TooLarge { size, .. } => declared_err(size),
-        e => read_err(e),
+        crate::input::InputError::TooLarge { size, .. } => {
+            length_error(path, size, declared, data_start, &shape)
+        }
+        e => read_error(path, e),
     })?;
     if bytes.len() as u64 != declared {
         // Shortened while it was read.
-        return Err(declared_err(bytes.len() as u64));
+        return Err(length_error(
+            path,
+            bytes.len() as u64,
+            declared,
+            data_start,
+            &shape,
+        ));
     }
     Ok(bytes)
 }
