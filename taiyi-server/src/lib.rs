@@ -33,13 +33,15 @@
 //!
 //! ## Execution and dynamic batching
 //!
-//! The model lives on one inference thread fed by a bounded queue. Handlers tokenize (to
-//! count tokens) and decode + preprocess images on rayon, then queue host data. The thread
-//! groups queued requests: texts until `max_batch_tokens`, images until `max_batch_images`,
-//! waiting at most `max_wait` for company. Results are those of `ClipModel` /
-//! `TextEncoder::encode_raw` / `ImageEncoder::encode_pixels_raw` bit for bit, and do not depend
-//! on the batch: in `masked` mode (the default) each batch is run as one call per token count,
-//! so no text is padded; `card` mode (batch-dependent by definition) runs each request alone.
+//! The model lives on one inference thread fed by a bounded queue. Handlers tokenize (once:
+//! the ids are what the engine embeds) and decode + preprocess images on rayon, then queue host
+//! data. The thread groups queued requests: texts until `max_batch_tokens`, images until
+//! `max_batch_images`, waiting at most `max_wait` for company. Results are those of
+//! `ClipModel` / `TextEncoder::encode_token_rows` / `ImageEncoder::encode_pixels_raw` bit for
+//! bit, and do not depend on the batch: in `masked` mode (the default) a text batch runs packed
+//! on the CPU (no padding; every text computed as if alone); `card` mode (batch-dependent by
+//! definition) runs each request alone. `/classify` prompts and `/logits` texts go through the
+//! label cache (`ServerConfig::label_cache`) first.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
