@@ -17,6 +17,9 @@ Writes, into OUT/:
   queries.npy  [q, d] float32, L2-normalised (`taiyi search --query-vectors`)
   truth.npy    [q, K] int64, the exact top-K rows of each query by cosine (ties: lower row first)
   truth_scores.npy [q, K] float32, their cosines
+  base.npy.names.json  with --manifest: the manifest `taiyi embed-image` writes (rows named
+               img_0000000.jpg ...; normalized; the .npy's SHA-256), so base.npy is an index
+               for `taiyi search --index` and `taiyi index build` (and no longer --plain-npy)
 and prints one JSON line of statistics (mean random-pair cosine, mean top-1 / top-K cosine).
 
     python3 scripts/gen_vectors.py OUT --n 1000000 --queries 1000 --top-k 10
@@ -32,6 +35,22 @@ import os
 import numpy as np
 
 
+def write_manifest(npy, n, d):
+    """The manifest of taiyi's EmbeddingIndex (format taiyi-embedding-index, version 1)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(npy, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 22), b""):
+            h.update(piece)
+    manifest = {
+        "format": "taiyi-embedding-index", "version": 1, "rows": n, "dim": d,
+        "normalized": True, "npy_sha256": h.hexdigest(),
+        "names": [f"img_{i:07d}.jpg" for i in range(n)], "skipped": [],
+    }
+    with open(npy + ".names.json", "w", encoding="utf-8") as f:
+        json.dump(manifest, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
@@ -45,6 +64,8 @@ def main():
     ap.add_argument("--sigma", type=float, default=0.15)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=65536)
+    ap.add_argument("--manifest", action="store_true",
+                    help="write base.npy.names.json: base.npy becomes a taiyi index")
     a = ap.parse_args()
     if a.n < 1 or a.queries < 1 or not 1 <= a.top_k <= a.n or not 1 <= a.intrinsic <= a.dim:
         raise SystemExit("need n >= 1, queries >= 1, 1 <= top-k <= n, 1 <= intrinsic <= dim")
@@ -89,6 +110,8 @@ def main():
     base.flush()
     np.save(os.path.join(a.out, "truth.npy"), best_i)
     np.save(os.path.join(a.out, "truth_scores.npy"), best_s)
+    if a.manifest:
+        write_manifest(os.path.join(a.out, "base.npy"), a.n, d)
     pairs = min(a.n, 2000)
     sample = np.asarray(base[:pairs])
     cos = sample[: pairs // 2] @ sample[pairs // 2: 2 * (pairs // 2)].T

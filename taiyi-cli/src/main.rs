@@ -15,7 +15,7 @@ mod output;
 
 use args::RunOptions;
 use commands::{
-    bench, embed_image, embed_text, logits, preprocess, search, serve, tokenize, zero_shot,
+    bench, embed_image, embed_text, index, logits, preprocess, search, serve, tokenize, zero_shot,
 };
 use error::CliError;
 
@@ -62,6 +62,8 @@ enum Command {
     /// Search an embedded image collection (from embed-image) with a Chinese text query, an
     /// image, or precomputed query vectors.
     Search(search::SearchArgs),
+    /// Approximate-search index of an embedded collection: `taiyi index build IDX.npy`.
+    Index(index::IndexArgs),
     /// Time the towers on --device/--precision (random full-size weights by default).
     Bench(bench::BenchArgs),
     /// Serve embeddings, zero-shot classification and logits over HTTP (OpenAI-compatible
@@ -125,7 +127,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             a.vision.run = opts;
         }
         Command::Bench(a) => a.weights = device.dense_format(precision),
-        Command::Tokenize(_) | Command::Preprocess(_) | Command::Serve(_) => {}
+        Command::Tokenize(_) | Command::Preprocess(_) | Command::Serve(_) | Command::Index(_) => {}
     }
     match command {
         Command::Tokenize(a) => tokenize::run(a),
@@ -135,6 +137,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::ZeroShot(a) => device.run(precision, a),
         Command::Logits(a) => device.run(precision, a),
         Command::Search(a) => device.run(precision, a),
+        Command::Index(a) => index::run(a),
         Command::Bench(a) => device.run(precision, a),
         Command::Serve(a) => serve::run(a, opts, precision),
     }

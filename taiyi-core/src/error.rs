@@ -188,6 +188,17 @@ pub enum ClipError {
         /// What is wrong.
         message: String,
     },
+    /// The ANN engine (usearch) failed on an ANN index file.
+    #[error("ANN index {path}: {what}")]
+    Ann {
+        /// The `.ann` file.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// The engine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An embedding index (`.npy` + manifest) is inconsistent or cannot be used.
     #[error("embedding index {path}: {message}")]
     Index {

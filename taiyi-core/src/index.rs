@@ -155,6 +155,120 @@ fn read(path: &Path) -> Result<Vec<u8>, ClipError> {
     })
 }
 
+/// A generation as [`ManifestFile::generation`] hands it out: the rows' names and how they
+/// were written.
+pub(crate) struct Described {
+    /// Row count.
+    pub(crate) rows: usize,
+    /// Width.
+    pub(crate) dim: usize,
+    /// Whether the rows on disk are L2-normalised.
+    pub(crate) normalized: bool,
+    /// One name per row.
+    pub(crate) names: Vec<String>,
+    /// Inputs left out.
+    pub(crate) skipped: Vec<Skipped>,
+    /// The manifest it was read from.
+    manifest: PathBuf,
+}
+
+impl Described {
+    /// An error unless this describes an `[n, d]` array with a name per row.
+    pub(crate) fn check_shape(&self, n: usize, d: usize) -> Result<(), ClipError> {
+        if self.rows != n || self.dim != d || self.names.len() != n {
+            return Err(ClipError::Index {
+                path: self.manifest.clone(),
+                message: format!(
+                    "it describes {} rows of width {} with {} names, the .npy holds [{n}, {d}]",
+                    self.rows,
+                    self.dim,
+                    self.names.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The manifest of an index `.npy`, read and its format checked (where it lives: see
+/// [`EmbeddingIndex::load`]).
+pub(crate) struct ManifestFile {
+    path: PathBuf,
+    manifest: Manifest,
+}
+
+impl ManifestFile {
+    /// The manifest of `npy`.
+    ///
+    /// # Errors
+    /// As [`EmbeddingIndex::load`] for a missing, legacy, malformed or unknown manifest.
+    pub(crate) fn read(npy: &Path) -> Result<Self, ClipError> {
+        let real = real_path(npy);
+        let path = match EmbeddingIndex::names_path(&real) {
+            p if !exists(&p) && real != npy && exists(&EmbeddingIndex::names_path(npy)) => {
+                EmbeddingIndex::names_path(npy)
+            }
+            p => p,
+        };
+        let bad = |message: String| ClipError::Index {
+            path: path.clone(),
+            message,
+        };
+        if !exists(&path) {
+            let legacy = EmbeddingIndex::legacy_names_path(npy);
+            if exists(&legacy) {
+                return Err(bad(format!(
+                    "missing; {} is an old names file that cannot be checked against the \
+                     .npy: embed the collection again",
+                    legacy.display()
+                )));
+            }
+            return Err(bad(format!(
+                "missing: {} has no manifest, so its rows cannot be named or checked (an \
+                 output of a failed write, or a copy without its manifest?); a plain [n, d] \
+                 array is searched with --plain-npy",
+                npy.display()
+            )));
+        }
+        let manifest: Manifest = serde_json::from_slice(&read(&path)?)
+            .map_err(|e| bad(format!("not an index manifest: {e}")))?;
+        if manifest.format != FORMAT || manifest.version != VERSION {
+            return Err(bad(format!(
+                "unknown manifest format {} version {}",
+                manifest.format, manifest.version
+            )));
+        }
+        Ok(Self { path, manifest })
+    }
+
+    /// The generation whose `.npy` has digest `sha256`.
+    ///
+    /// # Errors
+    /// [`ClipError::Index`] if there is none (the `.npy` was written by another run).
+    pub(crate) fn generation(self, npy: &Path, sha256: &str) -> Result<Described, ClipError> {
+        let path = self.path;
+        let g = self
+            .manifest
+            .generation(sha256)
+            .ok_or_else(|| ClipError::Index {
+                path: path.clone(),
+                message: format!(
+                    "it was written with another {} (an interrupted or concurrent write?): \
+                 embed the collection again",
+                    npy.display()
+                ),
+            })?;
+        Ok(Described {
+            rows: g.rows,
+            dim: g.dim,
+            normalized: g.normalized,
+            names: g.names,
+            skipped: g.skipped,
+            manifest: path,
+        })
+    }
+}
+
 impl EmbeddingIndex {
     /// The manifest of `npy`: `FILE.npy.names.json`.
     pub fn names_path(npy: &Path) -> PathBuf {
@@ -272,62 +386,23 @@ impl EmbeddingIndex {
     /// that cannot be normalised (zero or non-finite) or, in an index that says its rows are
     /// normalised, a row whose norm is not 1.
     pub fn load(npy: &Path) -> Result<Self, ClipError> {
-        let real = real_path(npy);
-        let manifest_path = match Self::names_path(&real) {
-            p if !exists(&p) && real != npy && exists(&Self::names_path(npy)) => {
-                Self::names_path(npy)
-            }
-            p => p,
-        };
-        let bad = |message: String| ClipError::Index {
-            path: manifest_path.clone(),
-            message,
-        };
-        if !exists(&manifest_path) {
-            if exists(&Self::legacy_names_path(npy)) {
-                return Err(bad(format!(
-                    "missing; {} is an old names file that cannot be checked against the \
-                     .npy: embed the collection again",
-                    Self::legacy_names_path(npy).display()
-                )));
-            }
-            return Err(bad(format!(
-                "missing: {} has no manifest, so its rows cannot be named or checked (an \
-                 output of a failed write, or a copy without its manifest?); a plain [n, d] \
-                 array is searched with --plain-npy",
-                npy.display()
-            )));
-        }
-        let m: Manifest = serde_json::from_slice(&read(&manifest_path)?)
-            .map_err(|e| bad(format!("not an index manifest: {e}")))?;
-        if m.format != FORMAT || m.version != VERSION {
-            return Err(bad(format!(
-                "unknown manifest format {} version {}",
-                m.format, m.version
-            )));
-        }
+        Self::load_with_digest(npy).map(|(index, _)| index)
+    }
+
+    /// [`EmbeddingIndex::load`], and the SHA-256 of the `.npy` bytes it read (the digest an
+    /// ANN index records).
+    pub(crate) fn load_with_digest(npy: &Path) -> Result<(Self, String), ClipError> {
+        let manifest = ManifestFile::read(npy)?;
         // One read: the rows parsed are the bytes hashed, in the same pass.
         let mut digest = Sha256Hex::default();
         let (shape, values) = crate::npy::read_f32_with(npy, |b| digest.update(b))?;
-        let Some(generation) = m.generation(&digest.finish()) else {
-            return Err(bad(format!(
-                "it was written with another {} (an interrupted or concurrent write?): \
-                 embed the collection again",
-                npy.display()
-            )));
-        };
+        let digest = digest.finish();
+        let g = manifest.generation(npy, &digest)?;
         let embeddings = Self::matrix(npy, &shape, values)?;
         let (n, d) = embeddings.dim();
-        let g = generation;
-        if g.rows != n || g.dim != d || g.names.len() != n {
-            return Err(bad(format!(
-                "it describes {} rows of width {} with {} names, the .npy holds [{n}, {d}]",
-                g.rows,
-                g.dim,
-                g.names.len()
-            )));
-        }
-        Self::checked(npy, embeddings, g.names, g.normalized, g.skipped)
+        g.check_shape(n, d)?;
+        let index = Self::checked(npy, embeddings, g.names, g.normalized, g.skipped)?;
+        Ok((index, digest))
     }
 
     /// Load a plain `[n, d]` float32 `.npy` without a manifest (written by another tool):

@@ -31,6 +31,8 @@
 //! [`DeviceSpec`] picks one at run time. The `hub` feature (default) downloads the published
 //! weights with the standard Hugging Face cache.
 
+#[cfg(feature = "ann")]
+pub mod ann;
 pub mod arch;
 mod commit;
 mod device;

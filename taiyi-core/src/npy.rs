@@ -244,6 +244,18 @@ pub fn read_f32_with(
     Ok((shape, values))
 }
 
+/// The float32 `.npy` at `path` opened to be memory-mapped: the file, where its data starts
+/// and its shape (header and length checked as for [`read_f32`]; nothing of the data is read).
+///
+/// # Errors
+/// As [`read_f32`] for a file that cannot be opened, a bad header or a wrong length.
+pub(crate) fn open_for_map(
+    path: &Path,
+) -> Result<(crate::input::InputFile, usize, Vec<usize>), ClipError> {
+    let o = Opened::new(path)?;
+    Ok((o.file, o.data_start, o.shape))
+}
+
 /// A float32 `.npy` opened through [`crate::input`] with its header read and checked: the
 /// first bytes read (the header and possibly some data), where the data starts, the shape, and
 /// the file length the header declares (equal to the file's length, checked).

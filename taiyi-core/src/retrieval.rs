@@ -20,7 +20,7 @@ fn better(a: &Hit, b: &Hit) -> std::cmp::Ordering {
 }
 
 /// The `k` best of `hits` in order ([`better`]): a partial selection, then a sort of `k`.
-fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+pub(crate) fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     if k < hits.len() {
         hits.select_nth_unstable_by(k, better);
         hits.truncate(k);

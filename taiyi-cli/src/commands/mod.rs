@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod embed_image;
 pub(crate) mod embed_text;
+pub(crate) mod index;
 pub(crate) mod logits;
 pub(crate) mod preprocess;
 pub(crate) mod search;

@@ -1,10 +1,12 @@
 //! `taiyi search`: the best rows of an embedding index for a text, an image, or precomputed
-//! query vectors (exact: every row is scored).
+//! query vectors: through the ANN graph `IDX.npy.ann` when `taiyi index build` wrote one
+//! (candidates re-ranked by their exact cosine), else (or with `--exact`) by scoring every row.
 
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use clap::{ArgGroup, Args};
+use taiyi_core::ann::AnnIndex;
 use taiyi_core::retrieval::{EmbeddingIndex, Hit};
 use taiyi_core::{BackendTask, EncodeOptions, ImageSource, to_vec};
 
@@ -37,6 +39,14 @@ pub(crate) struct SearchArgs {
     /// {"query": i, "hits": [{"row", "name", "score"}]}.
     #[arg(long, value_name = "Q.npy")]
     query_vectors: Option<PathBuf>,
+    /// Score every row even if the index has an ANN graph (IDX.npy.ann): the exact answer,
+    /// reading the whole index.
+    #[arg(long)]
+    exact: bool,
+    /// Candidate list of the ANN search (HNSW ef; default: the one the graph was built with).
+    /// Larger: better recall, slower.
+    #[arg(long, value_name = "EF")]
+    expansion_search: Option<usize>,
     /// How many results (per query).
     #[arg(long, default_value_t = 10)]
     top_k: usize,
@@ -98,28 +108,92 @@ fn query_rows(path: &std::path::Path) -> Result<(Vec<f32>, usize), CliError> {
     Ok((values, d))
 }
 
+/// The index a search runs on.
+enum Searcher {
+    /// Every row scored.
+    Flat(EmbeddingIndex),
+    /// The ANN graph, candidates re-ranked.
+    Ann(AnnIndex),
+}
+
+impl Searcher {
+    fn names(&self) -> &[String] {
+        match self {
+            Self::Flat(i) => &i.names,
+            Self::Ann(i) => i.names(),
+        }
+    }
+
+    fn search(&self, q: ndarray::ArrayView1<'_, f32>, k: usize) -> Result<Vec<Hit>, CliError> {
+        Ok(match self {
+            Self::Flat(i) => i.search(q, k)?,
+            Self::Ann(i) => i.search(q, k)?,
+        })
+    }
+
+    /// Every query's hits; with the ANN, one query at a time on one thread, with a line of
+    /// latencies on stderr.
+    fn search_all(
+        &self,
+        queries: ndarray::ArrayView2<'_, f32>,
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>, CliError> {
+        let ann = match self {
+            Self::Flat(i) => return Ok(i.search_batch(queries, k)?),
+            Self::Ann(a) => a,
+        };
+        let mut ms = Vec::with_capacity(queries.nrows());
+        let mut all = Vec::with_capacity(queries.nrows());
+        for q in queries.outer_iter() {
+            let t = std::time::Instant::now();
+            all.push(ann.search(q, k)?);
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+        eprintln!(
+            "searched {} queries through {}: per query p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms \
+             (one thread)",
+            ms.len(),
+            ann.path().display(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+        Ok(all)
+    }
+}
+
 /// One hit as JSON: its row, its name and its cosine score.
-fn hit_json(index: &EmbeddingIndex, h: &Hit) -> serde_json::Value {
-    serde_json::json!({"row": h.index, "index": h.index, "name": index.names[h.index], "score": h.score})
+fn hit_json(names: &[String], h: &Hit) -> serde_json::Value {
+    serde_json::json!({"row": h.index, "index": h.index, "name": names[h.index], "score": h.score})
 }
 
 impl BackendTask for SearchArgs {
     type Output = ();
     type Error = CliError;
     fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
+        let has_ann = !self.exact && !self.plain_npy && AnnIndex::ann_path(&self.index).is_file();
         let index = if self.plain_npy {
-            EmbeddingIndex::load_plain(&self.index)?
+            Searcher::Flat(EmbeddingIndex::load_plain(&self.index)?)
+        } else if has_ann {
+            let ann = AnnIndex::open(&self.index)?;
+            if let Some(ef) = self.expansion_search {
+                ann.set_expansion_search(ef);
+            }
+            Searcher::Ann(ann)
         } else {
-            EmbeddingIndex::load(&self.index)?
+            Searcher::Flat(EmbeddingIndex::load(&self.index)?)
         };
+        let names = index.names();
         let (queries, d) = self.queries::<B>(&device)?;
         let mut out = String::new();
         if self.query_vectors.is_some() {
             let m = queries.len() / d;
             let queries = ndarray::ArrayView2::from_shape((m, d), &queries)
                 .map_err(|e| CliError::Usage(format!("query vectors: {e}")))?;
-            for (i, hits) in index.search_batch(queries, self.top_k)?.iter().enumerate() {
-                let hits: Vec<_> = hits.iter().map(|h| hit_json(&index, h)).collect();
+            for (i, hits) in index.search_all(queries, self.top_k)?.iter().enumerate() {
+                let hits: Vec<_> = hits.iter().map(|h| hit_json(names, h)).collect();
                 out.push_str(&serde_json::json!({"query": i, "hits": hits}).to_string());
                 out.push('\n');
             }
@@ -127,7 +201,7 @@ impl BackendTask for SearchArgs {
         }
         let hits = index.search(ndarray::ArrayView1::from(&queries[..]), self.top_k)?;
         if self.json {
-            let v: Vec<_> = hits.iter().map(|h| hit_json(&index, h)).collect();
+            let v: Vec<_> = hits.iter().map(|h| hit_json(names, h)).collect();
             return print_stdout(&format!("{}\n", serde_json::Value::Array(v)));
         }
         for (rank, h) in hits.iter().enumerate() {
@@ -135,7 +209,7 @@ impl BackendTask for SearchArgs {
                 "{:>3}  {:.4}  {}\n",
                 rank + 1,
                 h.score,
-                index.names[h.index]
+                names[h.index]
             ));
         }
         print_stdout(&out)

@@ -1,0 +1,150 @@
+//! The memory maps of an ANN search: the float32 rows of the `.npy` (read for the exact
+//! re-rank) and the graph of the `.ann` file (handed to usearch as a view). All `unsafe` of
+//! the ANN index lives here.
+//!
+//! A memory map is only sound while nobody changes the file under it. taiyi never does: every
+//! index file it writes is written to a temporary file and renamed over the old one, so a map
+//! keeps the old inode, complete and unchanged, until it is dropped. Another program that
+//! truncates or rewrites an index file in place while a search runs is outside what a map can
+//! defend against (the process would see changed values or a `SIGBUS`), as for every
+//! memory-mapped index (usearch `view`, faiss `IO_FLAG_MMAP`, numpy `mmap_mode`).
+#![allow(unsafe_code)]
+
+use std::path::Path;
+
+use memmap2::Mmap;
+use ndarray::ArrayView2;
+
+use crate::ClipError;
+
+/// The `[rows, dim]` float32 data of a `.npy`, memory-mapped.
+pub(crate) struct MappedRows {
+    map: Mmap,
+    start: usize,
+    rows: usize,
+    dim: usize,
+}
+
+impl MappedRows {
+    /// Map the float32 `.npy` at `path` (header and length checked by [`crate::npy`]).
+    ///
+    /// # Errors
+    /// The `.npy` reader's errors; [`ClipError::Npy`] for an array that is not `[n, d]` with
+    /// `d ≥ 1`, or data that is not 4-byte aligned in the file; [`ClipError::Io`] if the map
+    /// fails.
+    pub(crate) fn open(path: &Path) -> Result<Self, ClipError> {
+        let (file, start, shape) = crate::npy::open_for_map(path)?;
+        let npy_err = |message: String| ClipError::Npy {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (rows, dim) = match shape[..] {
+            [n, d] if d >= 1 => (n, d),
+            _ => {
+                return Err(npy_err(format!(
+                    "expected a 2-D [n, d] array with d ≥ 1, found shape {shape:?}"
+                )));
+            }
+        };
+        if start % 4 != 0 || cfg!(target_endian = "big") {
+            return Err(npy_err(format!(
+                "its data starts at byte {start}: float32 rows must start at a multiple of 4 on \
+                 a little-endian machine to be mapped"
+            )));
+        }
+        // SAFETY: the map is read-only and lives in this struct; the file is not changed in
+        // place by taiyi (module docs). Its length was checked against the header: start +
+        // rows × dim × 4 bytes.
+        let map = unsafe { Mmap::map(file.file()) }.map_err(|source| ClipError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if map.len() < start + rows * dim * 4 {
+            return Err(npy_err(format!(
+                "the map holds {} bytes, the header declares {}",
+                map.len(),
+                start + rows * dim * 4
+            )));
+        }
+        Ok(Self {
+            map,
+            start,
+            rows,
+            dim,
+        })
+    }
+
+    /// The rows, `[rows, dim]`.
+    pub(crate) fn view(&self) -> Result<ArrayView2<'_, f32>, ClipError> {
+        let bytes = &self.map[self.start..self.start + self.rows * self.dim * 4];
+        // SAFETY: `bytes` lies inside the map (checked in `open`); the map is page-aligned and
+        // `start` a multiple of 4, so the pointer is aligned for f32; every bit pattern is a
+        // valid f32; the slice borrows `self`, so the map outlives it; the data is
+        // little-endian like the machine (checked in `open`).
+        let values: &[f32] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) };
+        ArrayView2::from_shape((self.rows, self.dim), values).map_err(|e| ClipError::Mismatch {
+            message: format!("mapped rows: {e}"),
+        })
+    }
+}
+
+/// A usearch graph viewing the bytes of a memory-mapped `.ann` file.
+pub(crate) struct MappedGraph {
+    // Field order is drop order: the graph, which points into the map, goes first.
+    graph: usearch::Index,
+    _map: Mmap,
+}
+
+impl MappedGraph {
+    /// View the usearch index stored in `file` from byte `offset` on, with `options` (which
+    /// must be those it was built with: the header of the file records them).
+    ///
+    /// # Errors
+    /// [`ClipError::Io`] if the map fails; [`ClipError::Ann`] if usearch refuses the bytes.
+    pub(crate) fn view(
+        path: &Path,
+        file: &std::fs::File,
+        offset: usize,
+        options: &usearch::IndexOptions,
+    ) -> Result<Self, ClipError> {
+        // SAFETY: read-only map owned by the returned value; the file is not changed in place
+        // by taiyi (module docs).
+        let map = unsafe { Mmap::map(file) }.map_err(|source| ClipError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ann = |what: &'static str, e: cxx::Exception| ClipError::Ann {
+            path: path.to_path_buf(),
+            what,
+            source: Box::new(e),
+        };
+        let Some(bytes) = map.get(offset..) else {
+            return Err(ClipError::Index {
+                path: path.to_path_buf(),
+                message: format!("it ends at byte {} before its graph starts", map.len()),
+            });
+        };
+        let meta = usearch::Index::metadata_from_buffer(bytes)
+            .map_err(|e| ann("cannot read the graph's header", e))?;
+        if meta.dimensions != options.dimensions as u64 {
+            return Err(ClipError::Index {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its graph holds {}-d vectors, its header says {}",
+                    meta.dimensions, options.dimensions
+                ),
+            });
+        }
+        let graph = usearch::Index::new(options).map_err(|e| ann("cannot create the graph", e))?;
+        // SAFETY: `bytes` borrows `map`, which is stored beside `graph` and dropped after it
+        // (field order), so the view never outlives the bytes; the map is never written.
+        unsafe { graph.view_from_buffer(bytes) }.map_err(|e| ann("cannot view the graph", e))?;
+        Ok(Self { graph, _map: map })
+    }
+
+    /// The graph.
+    pub(crate) fn graph(&self) -> &usearch::Index {
+        &self.graph
+    }
+}

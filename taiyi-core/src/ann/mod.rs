@@ -1,0 +1,509 @@
+//! Approximate nearest-neighbour search over an embedding index ([`AnnIndex`]): an HNSW graph
+//! (usearch) over int8 or f16 copies of the rows proposes candidates, and an exact re-rank on
+//! the index's own float32 rows orders them, so every score is the exact cosine that
+//! [`crate::retrieval::EmbeddingIndex::search`] gives.
+//!
+//! # The `.ann` file
+//!
+//! `taiyi index build IDX.npy` ([`AnnIndex::build`]) writes `IDX.npy.ann` beside the index
+//! (beside the file a link points to):
+//!
+//! ```text
+//! b"TAIYIANN"   8 bytes
+//! header length u64, little-endian
+//! header        JSON, [`AnnHeader`]: engine, quantization, parameters, rows, width, and the
+//!               SHA-256, length and modification time of the .npy it was built from
+//! zero padding  to a multiple of 64 bytes
+//! graph         the usearch index (its own format), to the end of the file
+//! ```
+//!
+//! The file is written to a temporary name and renamed into place, so a reader sees the old or
+//! the new file, never a mixture. [`AnnIndex::open`] memory-maps it and the `.npy` (a search
+//! reads only the pages it touches: a CLI call starts without reading the collection) and
+//! checks that they belong together: the `.npy` must be the one the graph was built from (same
+//! length and modification time, or else the same SHA-256, which is then computed), and its
+//! manifest must name a generation with that digest. Anything else is an error that names both
+//! sides.
+//!
+//! Rows are the usearch keys. The graph's vectors are the normalised rows, so a raw index
+//! (`embed-image --raw`) is searched by cosine as well.
+
+mod build;
+mod mapped;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::ClipError;
+use crate::index::ManifestFile;
+use crate::retrieval::Hit;
+use mapped::{MappedGraph, MappedRows};
+
+pub use build::AnnBuild;
+
+/// The file's first bytes.
+const MAGIC: &[u8; 8] = b"TAIYIANN";
+/// [`AnnHeader::format`].
+const FORMAT: &str = "taiyi-ann";
+/// [`AnnHeader::version`].
+const VERSION: u32 = 1;
+/// Largest header read (the JSON is a few hundred bytes).
+const MAX_HEADER: u64 = 1 << 20;
+/// The graph starts at a multiple of this many bytes.
+const ALIGN: usize = 64;
+/// At or below this many rows a search scores every row: on 1024-d rows the exact scan of
+/// 4096 rows (~4 M multiply-adds) takes about as long as a graph search with its re-rank.
+pub const EXACT_BELOW: usize = 4096;
+
+/// How the graph stores its copy of the vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnQuantization {
+    /// 8-bit integers (1 byte per value): half the memory of f16 and faster graph walks; the
+    /// coarser distances are corrected by re-ranking more candidates.
+    I8,
+    /// IEEE half floats (2 bytes per value).
+    F16,
+}
+
+impl AnnQuantization {
+    fn scalar(self) -> usearch::ScalarKind {
+        match self {
+            Self::I8 => usearch::ScalarKind::I8,
+            Self::F16 => usearch::ScalarKind::F16,
+        }
+    }
+
+    /// How many candidates the graph proposes per requested result (re-ranked exactly).
+    fn rerank_factor(self) -> usize {
+        match self {
+            Self::I8 => 4,
+            Self::F16 => 2,
+        }
+    }
+
+    /// The name used in headers and on command lines (`i8`, `f16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::I8 => "i8",
+            Self::F16 => "f16",
+        }
+    }
+}
+
+/// Graph parameters. The defaults were measured on 1M generated 1024-d vectors
+/// (BENCHMARKS.md, "ANN index"): recall@10 ≥ 0.98 after the re-rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnParams {
+    /// Vector storage in the graph.
+    pub quantization: AnnQuantization,
+    /// Edges per node (HNSW `M`).
+    pub connectivity: usize,
+    /// Candidate list size while building (HNSW `efConstruction`).
+    pub expansion_add: usize,
+    /// Candidate list size while searching (HNSW `ef`), at least the number of candidates
+    /// asked for; can be changed at search time ([`AnnIndex::set_expansion_search`]).
+    pub expansion_search: usize,
+}
+
+impl Default for AnnParams {
+    fn default() -> Self {
+        Self {
+            quantization: AnnQuantization::I8,
+            connectivity: 32,
+            expansion_add: 128,
+            expansion_search: 128,
+        }
+    }
+}
+
+impl AnnParams {
+    fn options(&self, dim: usize) -> usearch::IndexOptions {
+        usearch::IndexOptions {
+            dimensions: dim,
+            metric: usearch::MetricKind::IP,
+            quantization: self.quantization.scalar(),
+            connectivity: self.connectivity,
+            expansion_add: self.expansion_add,
+            expansion_search: self.expansion_search,
+            multi: false,
+        }
+    }
+
+    fn check(&self) -> Result<(), ClipError> {
+        let ok = (2..=1024).contains(&self.connectivity)
+            && (1..=65_536).contains(&self.expansion_add)
+            && (1..=65_536).contains(&self.expansion_search);
+        if !ok {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "ANN parameters out of range: connectivity {} (2..=1024), expansion_add {} \
+                     and expansion_search {} (1..=65536)",
+                    self.connectivity, self.expansion_add, self.expansion_search
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `.npy` an ANN index was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NpyStamp {
+    /// SHA-256 of the whole file (the digest its manifest records).
+    pub sha256: String,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// Its modification time, nanoseconds since the Unix epoch (0 if the file system has none).
+    pub modified_ns: u128,
+}
+
+impl NpyStamp {
+    /// Length and modification time of `npy` (its digest left empty).
+    fn stat(npy: &Path) -> Result<(u64, u128), ClipError> {
+        let m = std::fs::metadata(npy).map_err(|source| ClipError::Io {
+            path: npy.to_path_buf(),
+            source,
+        })?;
+        let modified = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok((m.len(), modified))
+    }
+}
+
+/// The JSON header of a `.ann` file: what was built, from what, how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnHeader {
+    /// `taiyi-ann`.
+    pub format: String,
+    /// 1.
+    pub version: u32,
+    /// The engine and its version (`usearch 2.26.6`).
+    pub engine: String,
+    /// Graph parameters.
+    pub params: AnnParams,
+    /// Rows indexed (= rows of the `.npy`).
+    pub rows: usize,
+    /// Width of the vectors.
+    pub dim: usize,
+    /// The metric: `cosine` (inner product of normalised rows).
+    pub metric: String,
+    /// The `.npy` it was built from.
+    pub npy: NpyStamp,
+    /// Seconds the graph took to build.
+    pub build_seconds: f64,
+}
+
+/// An embedding index opened for approximate search: the memory-mapped `.ann` graph, the
+/// memory-mapped float32 rows of the `.npy` and the manifest's row names.
+///
+/// ```no_run
+/// use taiyi_core::ann::AnnIndex;
+/// # fn main() -> Result<(), taiyi_core::ClipError> {
+/// // Once: taiyi_core::ann::AnnIndex::build("photos.npy".as_ref(), &Default::default())?;
+/// let index = AnnIndex::open("photos.npy".as_ref())?;
+/// let query = vec![0.0f32; index.dim()]; // a normalised text or image feature
+/// for hit in index.search(ndarray::ArrayView1::from(&query), 10)? {
+///     println!("{:.4}  {}", hit.score, index.names()[hit.index]);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct AnnIndex {
+    header: AnnHeader,
+    graph: MappedGraph,
+    rows: MappedRows,
+    names: Vec<String>,
+    normalized: bool,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for AnnIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnnIndex")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `path`, a symbolic link resolved.
+fn real_path(path: &Path) -> PathBuf {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+impl AnnIndex {
+    /// The ANN file of the index `npy`: `FILE.npy.ann` beside the file a link points to.
+    pub fn ann_path(npy: &Path) -> PathBuf {
+        let mut s = real_path(npy).into_os_string();
+        s.push(".ann");
+        PathBuf::from(s)
+    }
+
+    /// Build the graph of the index `npy` (loaded and checked as by
+    /// [`crate::retrieval::EmbeddingIndex::load`]) and write [`AnnIndex::ann_path`], replacing
+    /// an older one as one unit. Uses every rayon thread.
+    ///
+    /// # Errors
+    /// The index's load errors; [`ClipError::Mismatch`] for parameters out of range;
+    /// [`ClipError::Ann`] if the engine fails; the write's I/O errors (an older `.ann` then
+    /// stays as it was).
+    pub fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipError> {
+        build::build(npy, params)
+    }
+
+    /// Open the index `npy` with its `.ann` file for search (both memory-mapped).
+    ///
+    /// # Errors
+    /// [`ClipError::Index`] if the `.ann` file is missing, malformed, or was built from
+    /// another `.npy` (the message names both digests), or if the manifest has no generation
+    /// for that `.npy`; the `.npy` reader's and the engine's errors.
+    pub fn open(npy: &Path) -> Result<Self, ClipError> {
+        let path = Self::ann_path(npy);
+        let bad = |message: String| ClipError::Index {
+            path: path.clone(),
+            message,
+        };
+        let file = crate::input::InputFile::open(&path).map_err(|source| {
+            if source.is_not_found() {
+                bad(format!(
+                    "missing: build it with `taiyi index build {}` (or search with --exact)",
+                    npy.display()
+                ))
+            } else {
+                ClipError::Read {
+                    what: "ANN index",
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let (header, offset) = read_header(&path, file.file(), file.len())?;
+        if header.format != FORMAT || header.version != VERSION {
+            return Err(bad(format!(
+                "unknown format {} version {}",
+                header.format, header.version
+            )));
+        }
+        header.params.check()?;
+        // The .npy must be the one the graph was built from.
+        let (bytes, modified_ns) = NpyStamp::stat(npy)?;
+        let same_stat = bytes == header.npy.bytes && modified_ns == header.npy.modified_ns;
+        if !same_stat {
+            let now = crate::commit::file_sha256(npy)?.unwrap_or_default();
+            if now != header.npy.sha256 {
+                return Err(bad(format!(
+                    "it was built from a .npy with SHA-256 {}, but {} now has SHA-256 {now}: \
+                     rebuild it with `taiyi index build {}` (or search with --exact)",
+                    header.npy.sha256,
+                    npy.display(),
+                    npy.display()
+                )));
+            }
+        }
+        let described = ManifestFile::read(npy)?.generation(npy, &header.npy.sha256)?;
+        let rows = MappedRows::open(npy)?;
+        let (n, d) = rows.view()?.dim();
+        described.check_shape(n, d)?;
+        if (n, d) != (header.rows, header.dim) {
+            return Err(bad(format!(
+                "it indexes [{}, {}], the .npy holds [{n}, {d}]",
+                header.rows, header.dim
+            )));
+        }
+        let graph = MappedGraph::view(&path, file.file(), offset, &header.params.options(d))?;
+        if graph.graph().size() != n {
+            return Err(bad(format!(
+                "its graph holds {} vectors for {n} rows",
+                graph.graph().size()
+            )));
+        }
+        Ok(Self {
+            header,
+            graph,
+            rows,
+            names: described.names,
+            normalized: described.normalized,
+            path,
+        })
+    }
+
+    /// What the file says about itself.
+    pub fn header(&self) -> &AnnHeader {
+        &self.header
+    }
+
+    /// The `.ann` file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One name per row.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Rows indexed.
+    pub fn rows(&self) -> usize {
+        self.header.rows
+    }
+
+    /// Width of the vectors.
+    pub fn dim(&self) -> usize {
+        self.header.dim
+    }
+
+    /// Change the search's candidate list size (HNSW `ef`; larger: better recall, slower).
+    pub fn set_expansion_search(&self, ef: usize) {
+        self.graph.graph().change_expansion_search(ef.max(1));
+    }
+
+    fn check_query(&self, query: &ArrayView1<'_, f32>) -> Result<(), ClipError> {
+        if query.len() != self.dim() {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "query is {}-d but the index holds {}-d embeddings",
+                    query.len(),
+                    self.dim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The exact cosine of `query` (normalised) and row `r`.
+    fn score(&self, rows: &ArrayView2<'_, f32>, query: &ArrayView1<'_, f32>, r: usize) -> f32 {
+        let row = rows.row(r);
+        let dot = row.dot(query);
+        if self.normalized {
+            dot
+        } else {
+            dot / row.dot(&row).sqrt()
+        }
+    }
+
+    /// The `k` best rows for a normalised query: graph candidates (more than `k`) re-ranked
+    /// by their exact cosine, best first (ties: lower row first). Indexes of at most
+    /// [`EXACT_BELOW`] rows, and requests for about as many rows as there are, are scanned
+    /// exactly instead.
+    ///
+    /// # Errors
+    /// [`ClipError::Mismatch`] for a query of another width; [`ClipError::Ann`] if the engine
+    /// fails; [`ClipError::Index`] if it returns a row that does not exist.
+    pub fn search(&self, query: ArrayView1<'_, f32>, k: usize) -> Result<Vec<Hit>, ClipError> {
+        self.check_query(&query)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let wanted = k.saturating_mul(self.header.params.quantization.rerank_factor());
+        if self.rows() <= EXACT_BELOW || wanted >= self.rows() {
+            return self.search_exact(query, k);
+        }
+        let q = query.to_vec();
+        let found = self
+            .graph
+            .graph()
+            .search(&q, wanted)
+            .map_err(|e| ClipError::Ann {
+                path: self.path.clone(),
+                what: "search failed",
+                source: Box::new(e),
+            })?;
+        let rows = self.rows.view()?;
+        let mut hits = Vec::with_capacity(found.keys.len());
+        for key in found.keys {
+            let r = usize::try_from(key)
+                .ok()
+                .filter(|&r| r < self.rows())
+                .ok_or_else(|| ClipError::Index {
+                    path: self.path.clone(),
+                    message: format!("its graph returned row {key} of {}", self.rows()),
+                })?;
+            hits.push(Hit {
+                index: r,
+                score: self.score(&rows, &query, r),
+            });
+        }
+        Ok(crate::retrieval::best(hits, k))
+    }
+
+    /// The `k` best rows by scoring every row (the exact answer; reads all of the `.npy`).
+    ///
+    /// # Errors
+    /// [`ClipError::Mismatch`] for a query of another width.
+    pub fn search_exact(
+        &self,
+        query: ArrayView1<'_, f32>,
+        k: usize,
+    ) -> Result<Vec<Hit>, ClipError> {
+        self.check_query(&query)?;
+        let rows = self.rows.view()?;
+        if self.normalized {
+            return crate::retrieval::top_k(query, rows, k);
+        }
+        let hits = (0..self.rows())
+            .map(|r| Hit {
+                index: r,
+                score: self.score(&rows, &query, r),
+            })
+            .collect();
+        Ok(crate::retrieval::best(hits, k))
+    }
+}
+
+/// The header of the `.ann` file `file` (of `len` bytes) and the offset of its graph.
+fn read_header(
+    path: &Path,
+    file: &std::fs::File,
+    len: u64,
+) -> Result<(AnnHeader, usize), ClipError> {
+    let bad = |message: String| ClipError::Index {
+        path: path.to_path_buf(),
+        message,
+    };
+    let io = |source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = file;
+    let mut head = [0u8; 16];
+    reader.read_exact(&mut head).map_err(|_| {
+        bad(format!(
+            "{len} bytes: too short for an ANN index (not written by taiyi index build?)"
+        ))
+    })?;
+    if &head[..8] != MAGIC {
+        return Err(bad("not an ANN index written by `taiyi index build`".into()));
+    }
+    let header_len = u64::from_le_bytes([
+        head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+    ]);
+    if header_len > MAX_HEADER || 16 + header_len > len {
+        return Err(bad(format!(
+            "its header claims {header_len} bytes in a file of {len}"
+        )));
+    }
+    let mut json = vec![0u8; header_len as usize];
+    reader.read_exact(&mut json).map_err(io)?;
+    let header: AnnHeader =
+        serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable header: {e}")))?;
+    Ok((header, graph_offset(header_len as usize)))
+}
+
+/// Where the graph starts after a header of `header_len` bytes.
+fn graph_offset(header_len: usize) -> usize {
+    (16 + header_len).div_ceil(ALIGN) * ALIGN
+}
+
+#[cfg(test)]
+mod tests;
