@@ -112,7 +112,28 @@ pub struct ServerConfig {
     /// Texts whose normalised features the label cache keeps (`/classify` prompts, `/logits`
     /// texts; least recently used out first; 0: no cache). Batch-invariant text modes only.
     pub label_cache: usize,
+    /// The collection `POST /search` answers from (`taiyi serve --index`); without one the
+    /// route answers 404.
+    pub index: Option<SharedIndex>,
 }
+
+/// A collection opened for search ([`taiyi_core::ann::SearchIndex`]), shared by the request
+/// handlers, and where it was opened from. Two are equal when they are the same opened index.
+#[derive(Debug, Clone)]
+pub struct SharedIndex {
+    /// The opened index.
+    pub index: std::sync::Arc<taiyi_core::ann::SearchIndex>,
+    /// Its `.npy` file, as `/info` shows it.
+    pub path: std::path::PathBuf,
+}
+
+impl PartialEq for SharedIndex {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.index, &other.index)
+    }
+}
+
+impl Eq for SharedIndex {}
 
 /// [`ServerConfig::label_cache`] by default: 4096 texts (16 MiB of 1024-d features).
 pub const DEFAULT_LABEL_CACHE: usize = 4096;
@@ -149,6 +170,7 @@ impl Default for ServerConfig {
             model_name: DEFAULT_MODEL_NAME.to_string(),
             label_cache: DEFAULT_LABEL_CACHE,
             model_info: ModelInfo::default(),
+            index: None,
         }
     }
 }

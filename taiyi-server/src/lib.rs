@@ -70,7 +70,7 @@ mod wire;
 
 pub use config::{
     BatchConfig, ConfigError, DEFAULT_LABEL_CACHE, DEFAULT_MODEL_NAME, Limits, MAX_BATCH_WAIT,
-    MAX_TIMEOUT, ModelInfo, ServerConfig, Timeouts, parse_byte_size, parse_duration,
+    MAX_TIMEOUT, ModelInfo, ServerConfig, SharedIndex, Timeouts, parse_byte_size, parse_duration,
 };
 pub use error::{ApiError, ServerError};
 pub use metrics::Metrics;

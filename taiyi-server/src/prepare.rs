@@ -13,7 +13,7 @@ use crate::routes::AppState;
 use crate::wire;
 
 /// Run `f` on the rayon pool and await it.
-async fn on_rayon<T: Send + 'static>(
+pub(crate) async fn on_rayon<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();

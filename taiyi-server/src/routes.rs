@@ -13,7 +13,9 @@ use taiyi_core::TextCache;
 
 use crate::engine::{Answer, EngineHandle, HealthState, Work};
 use crate::error::ApiError;
-use crate::wire::{self, ClassifyRequest, EmbedRequest, LogitsRequest, OpenAiRequest};
+use crate::wire::{
+    self, ClassifyRequest, EmbedRequest, LogitsRequest, OpenAiRequest, SearchRequest,
+};
 use crate::{ServerConfig, metrics::Metrics};
 
 /// What every handler shares.
@@ -239,6 +241,65 @@ pub(crate) async fn logits(
     .into_response())
 }
 
+/// Results one `/search` may ask for by default.
+const DEFAULT_SEARCH_K: usize = 10;
+
+/// `POST /search`: `{"query": TEXT}` or `{"image": BASE64}`, `top_k` (default 10, at most
+/// `--max-batch-items`) → `{"results": [{"name", "score", "row"}]}`, best first, from the
+/// `--index` collection. The query is embedded like any other request (texts through the
+/// label cache); the search itself runs on the rayon pool, never on the inference thread.
+pub(crate) async fn search(
+    State(app): App,
+    b: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b)?;
+    let Some(shared) = app.config.index.clone() else {
+        return Err(ApiError::Unsupported {
+            field: "index",
+            reason: "this server has no collection to search: start it with --index IDX.npy".into(),
+        });
+    };
+    let k = req.top_k.unwrap_or(DEFAULT_SEARCH_K);
+    let limit = app.config.limits.max_batch_items;
+    if k == 0 || k > limit {
+        return Err(ApiError::Field {
+            field: "top_k",
+            reason: format!("must be between 1 and {limit}, got {k}"),
+        });
+    }
+    let query = match (req.query, req.image) {
+        (Some(text), None) => {
+            if text.trim().is_empty() {
+                return Err(ApiError::Field {
+                    field: "query",
+                    reason: "is empty".into(),
+                });
+            }
+            app.normalized_texts(vec![text]).await?.0
+        }
+        (None, Some(image)) => app.images("image", vec![image], false).await?.normalized,
+        _ => {
+            return Err(ApiError::Field {
+                field: "query/image",
+                reason: "send exactly one of \"query\" and \"image\"".into(),
+            });
+        }
+    };
+    let index = shared.index.clone();
+    let hits = crate::prepare::on_rayon(move || {
+        index
+            .search(ndarray::ArrayView1::from(&query[..]), k)
+            .map_err(|e| ApiError::Model(Arc::new(e)))
+    })
+    .await?;
+    let names = shared.index.names();
+    let results: Vec<Value> = hits
+        .iter()
+        .map(|h| json!({"name": names[h.index], "score": h.score, "row": h.index}))
+        .collect();
+    Ok(Json(json!({"results": results})).into_response())
+}
+
 /// `GET /health`: 200 once the model is loaded and warmed up, 503 before (or if it failed).
 pub(crate) async fn health(State(app): App) -> Response {
     let (status, state) = match app.engine.health.get() {
@@ -268,6 +329,9 @@ pub(crate) async fn info(State(app): App) -> Response {
         "packed_text_batches": facts.map(|f| f.packed),
         "max_text_tokens": facts.map(|f| f.max_tokens(f.text_mode)),
         "label_cache": app.cache.capacity(),
+        "index": c.index.as_ref().map(|i| {
+            json!({"path": i.path.display().to_string(), "search": i.index.info()})
+        }),
         "text_batch_size": facts.map(|f| f.text_batch_size),
         "image_batch_size": facts.map(|f| f.image_batch_size),
         "logit_scale": facts.and_then(|f| f.logit_scale),

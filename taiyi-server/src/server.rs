@@ -125,6 +125,7 @@ fn router(app: Arc<AppState>, stop: watch::Receiver<bool>) -> Router {
         .route("/embed", post(routes::embed))
         .route("/classify", post(routes::classify))
         .route("/logits", post(routes::logits))
+        .route("/search", post(routes::search))
         .route("/health", get(routes::health))
         .route("/info", get(routes::info))
         .route("/metrics", get(routes::metrics))

@@ -57,6 +57,18 @@ pub(crate) struct ClassifyRequest {
     pub top_k: Option<usize>,
 }
 
+/// `POST /search`: one of `query` (a text) and `image` (base64 or a data URI).
+#[derive(Debug, Deserialize)]
+pub(crate) struct SearchRequest {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    /// How many results (default 10).
+    #[serde(default)]
+    pub top_k: Option<usize>,
+}
+
 /// `POST /logits`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LogitsRequest {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use clap::{ArgGroup, Args};
-use taiyi_core::ann::AnnIndex;
+use taiyi_core::ann::SearchIndex;
 use taiyi_core::retrieval::{EmbeddingIndex, Hit};
 use taiyi_core::{BackendTask, EncodeOptions, ImageSource, to_vec};
 
@@ -108,60 +108,35 @@ fn query_rows(path: &std::path::Path) -> Result<(Vec<f32>, usize), CliError> {
     Ok((values, d))
 }
 
-/// The index a search runs on.
-enum Searcher {
-    /// Every row scored.
-    Flat(EmbeddingIndex),
-    /// The ANN graph, candidates re-ranked.
-    Ann(AnnIndex),
-}
-
-impl Searcher {
-    fn names(&self) -> &[String] {
-        match self {
-            Self::Flat(i) => &i.names,
-            Self::Ann(i) => i.names(),
-        }
+/// Every query's hits; through the graph, one query at a time on one thread, with a line of
+/// latencies on stderr.
+fn search_all(
+    index: &SearchIndex,
+    queries: ndarray::ArrayView2<'_, f32>,
+    k: usize,
+) -> Result<Vec<Vec<Hit>>, CliError> {
+    let SearchIndex::Ann(ann) = index else {
+        return Ok(index.search_batch(queries, k)?);
+    };
+    let mut ms = Vec::with_capacity(queries.nrows());
+    let mut all = Vec::with_capacity(queries.nrows());
+    for q in queries.outer_iter() {
+        let t = std::time::Instant::now();
+        all.push(ann.search(q, k)?);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-
-    fn search(&self, q: ndarray::ArrayView1<'_, f32>, k: usize) -> Result<Vec<Hit>, CliError> {
-        Ok(match self {
-            Self::Flat(i) => i.search(q, k)?,
-            Self::Ann(i) => i.search(q, k)?,
-        })
-    }
-
-    /// Every query's hits; with the ANN, one query at a time on one thread, with a line of
-    /// latencies on stderr.
-    fn search_all(
-        &self,
-        queries: ndarray::ArrayView2<'_, f32>,
-        k: usize,
-    ) -> Result<Vec<Vec<Hit>>, CliError> {
-        let ann = match self {
-            Self::Flat(i) => return Ok(i.search_batch(queries, k)?),
-            Self::Ann(a) => a,
-        };
-        let mut ms = Vec::with_capacity(queries.nrows());
-        let mut all = Vec::with_capacity(queries.nrows());
-        for q in queries.outer_iter() {
-            let t = std::time::Instant::now();
-            all.push(ann.search(q, k)?);
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ms.sort_by(f64::total_cmp);
-        let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
-        eprintln!(
-            "searched {} queries through {}: per query p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms \
-             (one thread)",
-            ms.len(),
-            ann.path().display(),
-            at(0.5),
-            at(0.99),
-            at(1.0)
-        );
-        Ok(all)
-    }
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    eprintln!(
+        "searched {} queries through {}: per query p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms \
+         (one thread)",
+        ms.len(),
+        ann.path().display(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    Ok(all)
 }
 
 /// One hit as JSON: its row, its name and its cosine score.
@@ -173,18 +148,14 @@ impl BackendTask for SearchArgs {
     type Output = ();
     type Error = CliError;
     fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
-        let has_ann = !self.exact && !self.plain_npy && AnnIndex::ann_path(&self.index).is_file();
         let index = if self.plain_npy {
-            Searcher::Flat(EmbeddingIndex::load_plain(&self.index)?)
-        } else if has_ann {
-            let ann = AnnIndex::open(&self.index)?;
-            if let Some(ef) = self.expansion_search {
-                ann.set_expansion_search(ef);
-            }
-            Searcher::Ann(ann)
+            SearchIndex::Exact(EmbeddingIndex::load_plain(&self.index)?)
         } else {
-            Searcher::Flat(EmbeddingIndex::load(&self.index)?)
+            SearchIndex::open(&self.index, self.exact)?
         };
+        if let (SearchIndex::Ann(ann), Some(ef)) = (&index, self.expansion_search) {
+            ann.set_expansion_search(ef);
+        }
         let names = index.names();
         let (queries, d) = self.queries::<B>(&device)?;
         let mut out = String::new();
@@ -192,7 +163,7 @@ impl BackendTask for SearchArgs {
             let m = queries.len() / d;
             let queries = ndarray::ArrayView2::from_shape((m, d), &queries)
                 .map_err(|e| CliError::Usage(format!("query vectors: {e}")))?;
-            for (i, hits) in index.search_all(queries, self.top_k)?.iter().enumerate() {
+            for (i, hits) in search_all(&index, queries, self.top_k)?.iter().enumerate() {
                 let hits: Vec<_> = hits.iter().map(|h| hit_json(names, h)).collect();
                 out.push_str(&serde_json::json!({"query": i, "hits": hits}).to_string());
                 out.push('\n');

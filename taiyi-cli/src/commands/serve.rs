@@ -90,6 +90,10 @@ pub(crate) struct ServeArgs {
     /// where a text's feature does not depend on its batch; /metrics counts hits and misses.
     #[arg(long, default_value_t = taiyi_server::DEFAULT_LABEL_CACHE, value_name = "TEXTS")]
     label_cache: usize,
+    /// An embedded collection (from embed-image) that POST /search answers from: through its
+    /// ANN graph IDX.npy.ann when `taiyi index build` wrote one, else by scoring every row.
+    #[arg(long, value_name = "IDX.npy")]
+    index: Option<PathBuf>,
     /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
     #[arg(long)]
     text_batch_size: Option<usize>,
@@ -127,6 +131,13 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
     };
     // Settings are checked before anything is loaded.
     config.validate()?;
+    if let Some(npy) = &a.index {
+        let index = taiyi_core::ann::SearchIndex::open(npy, false)?;
+        config.index = Some(taiyi_server::SharedIndex {
+            index: std::sync::Arc::new(index),
+            path: npy.clone(),
+        });
+    }
     let paths = ModelPaths::resolve(
         a.text_model.as_deref(),
         a.vision_model.as_deref(),
@@ -138,6 +149,16 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
         text_mode,
         ..run.options(a.text_batch_size, a.image_batch_size)
     };
+    if let Some(shared) = &config.index {
+        let (model, index) = (options.vision.output_dim, shared.index.dim());
+        if model != index {
+            return Err(CliError::Usage(format!(
+                "--index {} holds {index}-d embeddings, but the model's are {model}-d: it was \
+                 embedded by another model",
+                shared.path.display()
+            )));
+        }
+    }
     config.model_info = ModelInfo {
         text_model: paths.text_dir.display().to_string(),
         vision_model: paths.vision_file.display().to_string(),

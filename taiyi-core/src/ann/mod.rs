@@ -29,12 +29,13 @@
 //! (`embed-image --raw`) is searched by cosine as well.
 
 mod build;
+mod collection;
 mod mapped;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::ArrayView1;
 use serde::{Deserialize, Serialize};
 
 use crate::ClipError;
@@ -43,6 +44,7 @@ use crate::retrieval::Hit;
 use mapped::{MappedGraph, MappedRows};
 
 pub use build::AnnBuild;
+pub use collection::{SearchIndex, SearchIndexInfo};
 
 /// The file's first bytes.
 const MAGIC: &[u8; 8] = b"TAIYIANN";
@@ -115,7 +117,7 @@ impl Default for AnnParams {
             quantization: AnnQuantization::I8,
             connectivity: 32,
             expansion_add: 128,
-            expansion_search: 128,
+            expansion_search: 256,
         }
     }
 }
@@ -381,9 +383,8 @@ impl AnnIndex {
         Ok(())
     }
 
-    /// The exact cosine of `query` (normalised) and row `r`.
-    fn score(&self, rows: &ArrayView2<'_, f32>, query: &ArrayView1<'_, f32>, r: usize) -> f32 {
-        let row = rows.row(r);
+    /// The exact cosine of `query` (normalised) and `row` (normalised if the index says so).
+    fn cosine(&self, row: ArrayView1<'_, f32>, query: &ArrayView1<'_, f32>) -> f32 {
         let dot = row.dot(query);
         if self.normalized {
             dot
@@ -419,8 +420,8 @@ impl AnnIndex {
                 what: "search failed",
                 source: Box::new(e),
             })?;
-        let rows = self.rows.view()?;
         let mut hits = Vec::with_capacity(found.keys.len());
+        let (mut row, mut bytes) = (vec![0f32; self.dim()], Vec::new());
         for key in found.keys {
             let r = usize::try_from(key)
                 .ok()
@@ -429,9 +430,11 @@ impl AnnIndex {
                     path: self.path.clone(),
                     message: format!("its graph returned row {key} of {}", self.rows()),
                 })?;
+            self.rows.read_row(r, &mut row, &mut bytes)?;
+            let row = ArrayView1::from(&row[..]);
             hits.push(Hit {
                 index: r,
-                score: self.score(&rows, &query, r),
+                score: self.cosine(row, &query),
             });
         }
         Ok(crate::retrieval::best(hits, k))
@@ -454,7 +457,7 @@ impl AnnIndex {
         let hits = (0..self.rows())
             .map(|r| Hit {
                 index: r,
-                score: self.score(&rows, &query, r),
+                score: self.cosine(rows.row(r), &query),
             })
             .collect();
         Ok(crate::retrieval::best(hits, k))

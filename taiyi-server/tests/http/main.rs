@@ -13,4 +13,5 @@ mod cache;
 mod common;
 mod limits;
 mod parity;
+mod search;
 mod slow;
