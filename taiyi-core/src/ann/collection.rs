@@ -28,7 +28,7 @@ pub enum SearchIndex {
     /// Every row in memory, every row scored.
     Exact(EmbeddingIndex),
     /// The memory-mapped graph and rows: candidates re-ranked exactly.
-    Ann(AnnIndex),
+    Ann(Box<AnnIndex>),
 }
 
 /// What [`SearchIndex::info`] reports (e.g. in `taiyi serve`'s `/info`).
@@ -53,7 +53,7 @@ impl SearchIndex {
     /// not a silent fallback), or [`EmbeddingIndex::load`]'s.
     pub fn open(npy: &Path, exact: bool) -> Result<Self, ClipError> {
         if !exact && AnnIndex::ann_path(npy).is_file() {
-            Ok(Self::Ann(AnnIndex::open(npy)?))
+            Ok(Self::Ann(Box::new(AnnIndex::open(npy)?)))
         } else {
             Ok(Self::Exact(EmbeddingIndex::load(npy)?))
         }

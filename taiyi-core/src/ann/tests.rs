@@ -1,6 +1,9 @@
 //! The ANN index against exact search on a small generated collection with a low intrinsic
 //! dimension (like CLIP embeddings), and its refusals.
 
+// Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use super::*;
 use crate::retrieval::{EmbeddingIndex, top_k};
 
