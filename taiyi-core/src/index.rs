@@ -507,5 +507,8 @@ impl EmbeddingIndex {
     }
 }
 
+mod update;
+pub use update::{FileStamp, UpdatePlan};
+
 #[cfg(test)]
 mod tests;

@@ -89,7 +89,7 @@ pub fn top_k_batch(
     Ok(kept)
 }
 
-pub use crate::index::{EmbeddingIndex, NORM_TOLERANCE, Skipped};
+pub use crate::index::{EmbeddingIndex, FileStamp, NORM_TOLERANCE, Skipped, UpdatePlan};
 
 #[cfg(test)]
 mod tests {

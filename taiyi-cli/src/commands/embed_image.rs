@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use burn::tensor::backend::Backend;
 use clap::Args;
-use taiyi_core::retrieval::{EmbeddingIndex, Skipped};
+use taiyi_core::ann::AnnIndex;
+use taiyi_core::retrieval::{EmbeddingIndex, FileStamp, Skipped, UpdatePlan};
 use taiyi_core::shard::{EmbeddingDtype, Shard, write_clip_retrieval};
 use taiyi_core::walk::{WalkOptions, image_files};
 use taiyi_core::{BackendTask, EncodeOptions, ImageSource, error_report, to_vec};
@@ -46,6 +49,13 @@ pub(crate) struct EmbedImageArgs {
         conflicts_with = "out_dir"
     )]
     out: Option<PathBuf>,
+    /// Update the --out index instead of embedding everything: images whose file is unchanged
+    /// since the index was written (same length and modification time, else same SHA-256)
+    /// keep their rows; new and changed images are embedded; rows of images no longer given
+    /// are dropped. The result has the rows a full run would write (in its order) and replaces
+    /// the index as one unit; an ANN graph (FILE.npy.ann) is rebuilt with its parameters.
+    #[arg(long, requires = "out")]
+    update: bool,
     /// Embed only shard I of N (0 ≤ I < N): the I-th of N contiguous slices of the image list
     /// (a folder walk is sorted by path), so N jobs together embed every image once. Output in
     /// clip-retrieval's layout under --out-dir, bound by DIR/shards/shard_{I}.json. A shard
@@ -134,14 +144,48 @@ impl EmbedImageArgs {
     }
 }
 
+/// Rebuild the ANN graph of the index `out` if it has one (with the parameters it was built
+/// with), so that it matches the rows just written.
+fn refresh_ann(out: &std::path::Path) -> Result<(), CliError> {
+    if !AnnIndex::ann_path(out).is_file() {
+        return Ok(());
+    }
+    let params = AnnIndex::built_params(out).unwrap_or_default();
+    let built = AnnIndex::build(out, &params)?;
+    eprintln!(
+        "rebuilt {} ({} rows, {:.1} s)",
+        built.path.display(),
+        built.header.rows,
+        built.header.build_seconds
+    );
+    Ok(())
+}
+
 impl BackendTask for EmbedImageArgs {
     type Output = ();
     type Error = CliError;
     fn run<B: Backend>(self, device: B::Device) -> Result<(), CliError> {
         let start = Instant::now();
         self.check_flags()?;
-        let (paths, mut names) = self.inputs()?;
-        let (enc, _, _) = image_encoder::<B>(&self.model, &device)?;
+        let (paths, names) = self.inputs()?;
+        let plan = match (&self.out, self.update) {
+            (Some(out), true) => Some(UpdatePlan::new(out, &paths, &names, !self.raw)?),
+            _ => None,
+        };
+        // Positions (in the input list) of the images to embed.
+        let todo: Vec<usize> = plan
+            .as_ref()
+            .map_or_else(|| (0..paths.len()).collect(), UpdatePlan::to_embed);
+        // An update with nothing to embed does not load the tower.
+        let enc = match &plan {
+            Some(p) if todo.is_empty() && p.dim > 0 => None,
+            _ => Some(image_encoder::<B>(&self.model, &device)?.0),
+        };
+        let d = match (&enc, &plan) {
+            (Some(e), _) => e.model().output_dim(),
+            (None, Some(p)) => p.dim,
+            (None, None) => return Err(CliError::Usage("no model and no index".into())),
+        };
         let loaded = start.elapsed();
         let dtype = self.dtype.map_or(EmbeddingDtype::F16, EmbeddingDtype::from);
         if paths.is_empty() {
@@ -150,7 +194,6 @@ impl BackendTask for EmbedImageArgs {
             let (Some(dir), Some(shard)) = (&self.out_dir, self.shard) else {
                 return Err(CliError::Usage("no images to embed".into()));
             };
-            let d = enc.model().output_dim();
             let files = write_clip_retrieval(dir, shard, &[], d, &[], dtype)?;
             eprintln!(
                 "wrote {} + {} [0, {d}]: shard {shard} holds no image",
@@ -159,35 +202,73 @@ impl BackendTask for EmbedImageArgs {
             );
             return Ok(());
         }
-        let sources: Vec<ImageSource> = paths.iter().cloned().map(ImageSource::from).collect();
+        let sources: Vec<ImageSource> = todo
+            .iter()
+            .map(|&i| ImageSource::from(paths[i].clone()))
+            .collect();
         let pb = progress_bar(sources.len(), "images");
         let progress = |n: usize| pb.set_position(n as u64);
         let options = EncodeOptions::default()
             .normalized(!self.raw)
             .with_progress(&progress);
         let mut skipped = Vec::new();
-        let (feats, stats) = if self.skip_errors {
-            let out = enc.encode_skipping(&sources, &options)?;
-            for (i, e) in out.failed.iter().rev() {
-                let name = names.remove(*i);
-                eprintln!("skipped {name}: {}", error_report(e));
-                skipped.push(Skipped {
-                    name,
-                    error: error_report(e),
-                });
+        // Positions (in `todo`) of the images that could not be embedded.
+        let mut failed = std::collections::HashSet::new();
+        let (fresh, stats) = match &enc {
+            _ if sources.is_empty() => (Vec::new(), Default::default()),
+            None => return Err(CliError::Usage("images to embed but no model".into())),
+            Some(enc) if self.skip_errors => {
+                let out = enc.encode_skipping(&sources, &options)?;
+                for (i, e) in &out.failed {
+                    let name = names[todo[*i]].clone();
+                    eprintln!("skipped {name}: {}", error_report(e));
+                    skipped.push(Skipped {
+                        name,
+                        error: error_report(e),
+                    });
+                    failed.insert(*i);
+                }
+                let features = match out.features {
+                    Some(f) => to_vec(f)?,
+                    None if plan.is_some() => Vec::new(),
+                    None => return Err(CliError::Usage("no image could be read".into())),
+                };
+                (features, out.stats)
             }
-            skipped.reverse();
-            let features = out
-                .features
-                .ok_or_else(|| CliError::Usage("no image could be read".into()))?;
-            (features, out.stats)
-        } else {
-            enc.encode_profiled(&sources, &options)?
+            Some(enc) => {
+                let (f, stats) = enc.encode_profiled(&sources, &options)?;
+                (to_vec(f)?, stats)
+            }
         };
         pb.finish_and_clear();
         let written = Instant::now();
-        let [n, d] = feats.dims();
-        let values = to_vec(feats)?;
+        // The rows in input order: kept rows from the old index, the others embedded now.
+        let mut fresh_rows = fresh.chunks(d.max(1));
+        let mut slot = vec![None; paths.len()];
+        for (j, &i) in todo.iter().enumerate() {
+            if !failed.contains(&j) {
+                slot[i] = fresh_rows.next();
+            }
+        }
+        let mut values = Vec::with_capacity(paths.len() * d);
+        let mut kept_names = Vec::with_capacity(paths.len());
+        let mut kept_inputs = Vec::with_capacity(paths.len());
+        for (i, name) in names.iter().enumerate() {
+            let row = match (plan.as_ref().and_then(|p| p.keep[i]), slot[i]) {
+                (Some(r), _) => plan.as_ref().map(|p| p.old_row(r)),
+                (None, row) => row,
+            };
+            if let Some(row) = row {
+                values.extend_from_slice(row);
+                kept_names.push(name.clone());
+                kept_inputs.push(i);
+            }
+        }
+        let names = kept_names;
+        let n = names.len();
+        if n == 0 {
+            return Err(CliError::Usage("no image could be read".into()));
+        }
         crate::output::check_features(&values, d, &names, self.raw)?;
         let written_to = match (&self.out_dir, &self.out) {
             (Some(dir), _) => {
@@ -201,7 +282,25 @@ impl BackendTask for EmbedImageArgs {
                 )
             }
             (None, Some(out)) => {
-                EmbeddingIndex::write(out, d, &values, &names, !self.raw, &skipped)?;
+                let stamps: Vec<FileStamp> = match &plan {
+                    Some(p) => kept_inputs.iter().map(|&i| p.stamps[i].clone()).collect(),
+                    None => kept_inputs
+                        .par_iter()
+                        .map(|&i| FileStamp::of(&paths[i]))
+                        .collect::<Result<_, _>>()?,
+                };
+                EmbeddingIndex::write_stamped(
+                    out, d, &values, &names, !self.raw, &skipped, &stamps,
+                )?;
+                if let Some(p) = &plan {
+                    eprintln!(
+                        "update: {} image(s) embedded, {} row(s) kept, {} dropped",
+                        todo.len() - failed.len(),
+                        p.keep.iter().flatten().count(),
+                        p.dropped
+                    );
+                }
+                refresh_ann(out)?;
                 out.display().to_string()
             }
             (None, None) => return Err(CliError::Usage("--out or --out-dir is required".into())),

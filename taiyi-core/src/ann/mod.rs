@@ -264,6 +264,15 @@ impl AnnIndex {
         build::build(npy, params)
     }
 
+    /// The parameters the `.ann` file of `npy` was built with, if there is a readable one
+    /// (whether or not it still matches the `.npy`): what a rebuild after an update reuses.
+    pub fn built_params(npy: &Path) -> Option<AnnParams> {
+        let path = Self::ann_path(npy);
+        let file = crate::input::InputFile::open(&path).ok()?;
+        let (header, _) = read_header(&path, file.file(), file.len()).ok()?;
+        Some(header.params)
+    }
+
     /// Open the index `npy` with its `.ann` file for search (both memory-mapped).
     ///
     /// # Errors
