@@ -219,3 +219,61 @@ fn index_build_refuses_what_it_cannot_index() {
         "--exact",
     ]);
 }
+
+/// `index build --from-shards`: the shards of an `--out-dir` run (float16, 3 shards) merged in
+/// shard order give the names of the unsharded `--out` run and its rows to float16 precision;
+/// a shard that is missing is an error naming it.
+#[test]
+fn index_build_merges_shards() {
+    let dir = scratch("ann-shards");
+    let tiny = |extra: &[&str]| {
+        let mut args = vec![
+            "embed-image",
+            "--vision-model",
+            VISION_ST,
+            "--vision-arch",
+            "tiny",
+            "--images-dir",
+            "fixtures/jpeg",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    let (full, sharded, merged) = (dir.join("full.npy"), dir.join("sharded"), dir.join("m.npy"));
+    tiny(&["--out", &s(&full)]);
+    for i in 0..3 {
+        tiny(&["--out-dir", &s(&sharded), "--shard", &format!("{i}/3")]);
+    }
+    let r = taiyi(&["index", "build", &s(&merged), "--from-shards", &s(&sharded)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains("merged 3 shard(s)"), "{}", stderr(&r));
+    assert_eq!(manifest(&merged)["names"], manifest(&full)["names"]);
+    assert_eq!(manifest(&merged)["normalized"], false);
+    let (shape, want) = npy_f32(&full);
+    let (shape2, got) = npy_f32(&merged);
+    assert_eq!(shape, shape2);
+    for (a, b) in want.iter().zip(&got) {
+        assert!((a - b).abs() <= 1e-3 * a.abs().max(1e-2), "{a} vs {b}");
+    }
+    // Each full-run row finds its own merged row at the top (cosine 1 to float16 precision;
+    // some fixture images are the same picture in other formats, so ties are allowed).
+    let out = ok(&[
+        "search",
+        "--index",
+        &s(&merged),
+        "--query-vectors",
+        &s(&full),
+    ]);
+    for (i, line) in hits(&out).iter().enumerate() {
+        let own = line
+            .iter()
+            .find(|h| h.0 == i as u64)
+            .expect("own row among the hits");
+        assert!(own.1 > 0.999 && own.1 >= line[0].1 - 1e-3, "{i}: {line:?}");
+    }
+    std::fs::remove_file(sharded.join("shards/shard_1.json")).unwrap();
+    fails(
+        &["index", "build", &s(&merged), "--from-shards", &s(&sharded)],
+        "shard_1.json",
+    );
+}

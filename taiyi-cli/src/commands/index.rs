@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use taiyi_core::ann::{AnnIndex, AnnParams, AnnQuantization};
+use taiyi_core::retrieval::EmbeddingIndex;
 
 use crate::error::CliError;
 use crate::output::print_stdout;
@@ -46,6 +47,11 @@ pub(crate) struct BuildArgs {
     /// The index (`FILE.npy` with its manifest `FILE.npy.names.json`).
     #[arg(value_name = "IDX.npy")]
     index: PathBuf,
+    /// First merge the shards of an `embed-image --shard i/N --out-dir DIR` run (clip-retrieval's
+    /// img_emb/ + metadata/, every shard checked against its manifest) into the index
+    /// IDX.npy (+ its manifest; replaced as one unit), in shard order.
+    #[arg(long, value_name = "DIR")]
+    from_shards: Option<PathBuf>,
     /// Vector storage in the graph (the exact re-rank always uses the float32 rows).
     #[arg(long, value_enum, default_value = "i8")]
     quantization: Quantization,
@@ -69,6 +75,27 @@ pub(crate) fn run(args: IndexArgs) -> Result<(), CliError> {
                 expansion_add: a.expansion_add,
                 expansion_search: a.expansion_search,
             };
+            if let Some(dir) = &a.from_shards {
+                let merged = taiyi_core::shard::read_all(dir)?;
+                // float16 shards are not unit-norm to f32 precision: stored as raw features,
+                // normalised when loaded.
+                EmbeddingIndex::write(
+                    &a.index,
+                    merged.dim,
+                    &merged.values,
+                    &merged.names,
+                    false,
+                    &[],
+                )?;
+                eprintln!(
+                    "merged {} shard(s) of {} into {} [{}, {}]",
+                    merged.shards,
+                    dir.display(),
+                    a.index.display(),
+                    merged.names.len(),
+                    merged.dim
+                );
+            }
             let built = AnnIndex::build(&a.index, &params)?;
             let json = serde_json::to_string(&built)
                 .map_err(|e| CliError::Usage(format!("cannot print the build report: {e}")))?;

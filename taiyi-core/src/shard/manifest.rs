@@ -239,6 +239,40 @@ fn read_npy_header(path: &Path) -> Result<crate::npy::header::Header, ClipError>
     crate::npy::header::parse(text).map_err(npy_err)
 }
 
+/// `N` of the shards under `out_dir`, from the first manifest in `DIR/shards/` (each shard is
+/// then checked against its own manifest by [`verify`]).
+///
+/// # Errors
+/// [`ClipError::Index`] if there is no readable shard manifest.
+pub(super) fn shard_count(out_dir: &Path) -> Result<usize, ClipError> {
+    let dir = out_dir.join("shards");
+    let none = |message: String| ClipError::Index {
+        path: dir.clone(),
+        message,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| {
+            none(format!(
+                "no shard manifests ({e}): not an embed-image --out-dir folder"
+            ))
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("shard_") && n.ends_with(".json"))
+        })
+        .collect();
+    entries.sort();
+    let first = entries
+        .first()
+        .ok_or_else(|| none("no shard_*.json manifest in it".into()))?;
+    let m: Manifest = serde_json::from_slice(&read(first)?)
+        .map_err(|e| none(format!("{}: not a shard manifest: {e}", first.display())))?;
+    let shard: Shard = m.shard.parse()?;
+    Ok(shard.count())
+}
+
 /// `DIR/shards/shard_{i}.json`.
 pub fn manifest_path(out_dir: &Path, shard: Shard) -> PathBuf {
     out_dir

@@ -32,6 +32,7 @@
 
 mod manifest;
 mod parquet;
+mod read;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,8 @@ use crate::outfile::AtomicFile;
 use crate::{ClipError, npy};
 
 pub use manifest::{ShardInfo, manifest_path, verify};
-pub use parquet::string_column_file;
+pub use parquet::{read_string_column, string_column_file};
+pub use read::{MergedShards, read_all};
 
 /// Shard `index` of `count` (`"i/N"`, `0 <= i < N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -185,9 +185,168 @@ pub fn string_column_file(column: &str, values: &[String]) -> Vec<u8> {
     file
 }
 
+/// The `rows` strings of a file written by [`string_column_file`] (its single PLAIN data page),
+/// checked: magic, page type, encoding, value count, page length and UTF-8. Files written by
+/// other tools (dictionary pages, compression, several pages) are refused, not misread.
+///
+/// # Errors
+/// What is wrong, as text.
+pub fn read_string_column(bytes: &[u8], rows: usize) -> Result<Vec<String>, String> {
+    let body = bytes
+        .strip_prefix(b"PAR1")
+        .filter(|_| bytes.ends_with(b"PAR1"))
+        .ok_or("not a Parquet file")?;
+    let mut r = Reader { b: body, at: 0 };
+    let header = r.fields()?;
+    let field = |id: i16| header.iter().find(|f| f.0 == id).map(|f| f.1);
+    let (kind, size) = (field(1), field(3));
+    let (Some(DATA_PAGE), Some(size)) = (kind.map(|v| v as i32), size) else {
+        return Err("its first page is not a data page (not written by taiyi?)".into());
+    };
+    let page =
+        r.b.get(r.at..r.at + usize::try_from(size).map_err(|_| "bad page size")?)
+            .ok_or("the data page runs past the end")?;
+    let mut out = Vec::with_capacity(rows);
+    let mut at = 0;
+    for i in 0..rows {
+        let len = page
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| format!("value {i} is missing (the page holds fewer than {rows})"))?;
+        let v = page
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| format!("value {i} runs past the page"))?;
+        out.push(String::from_utf8(v.to_vec()).map_err(|_| format!("value {i} is not UTF-8"))?);
+        at += 4 + len;
+    }
+    if at != page.len() {
+        return Err(format!("the page holds more than {rows} values"));
+    }
+    Ok(out)
+}
+
+/// A Thrift compact-protocol reader: the integer fields of one struct, others skipped.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let v = *self.b.get(self.at).ok_or("truncated Thrift data")?;
+        self.at += 1;
+        Ok(v)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn zigzag(&mut self) -> Result<i64, String> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    /// One value of compact type `ty` (skipped unless an integer, which is returned).
+    fn value(&mut self, ty: u8, depth: usize) -> Result<Option<i64>, String> {
+        if depth > 16 {
+            return Err("Thrift data nested too deeply".into());
+        }
+        match ty {
+            1 | 2 => Ok(None),
+            3 => self.byte().map(|_| None),
+            4..=6 => self.zigzag().map(Some),
+            7 => {
+                self.at += 8;
+                Ok(None)
+            }
+            8 => {
+                let n = usize::try_from(self.varint()?).map_err(|_| "bad length")?;
+                self.at = self.at.checked_add(n).ok_or("bad length")?;
+                Ok(None)
+            }
+            9 | 10 => {
+                let h = self.byte()?;
+                let n = match h >> 4 {
+                    15 => usize::try_from(self.varint()?).map_err(|_| "bad length")?,
+                    n => usize::from(n),
+                };
+                for _ in 0..n {
+                    self.value(h & 0x0f, depth + 1)?;
+                }
+                Ok(None)
+            }
+            12 => {
+                self.skip_struct(depth + 1)?;
+                Ok(None)
+            }
+            _ => Err(format!("Thrift type {ty} not expected here")),
+        }
+    }
+
+    fn skip_struct(&mut self, depth: usize) -> Result<(), String> {
+        loop {
+            let h = self.byte()?;
+            if h == 0 {
+                return Ok(());
+            }
+            if h >> 4 == 0 {
+                self.zigzag()?;
+            }
+            self.value(h & 0x0f, depth)?;
+        }
+    }
+
+    /// The (id, value) of the integer fields of the struct at the cursor (read to its end).
+    fn fields(&mut self) -> Result<Vec<(i16, i64)>, String> {
+        let (mut out, mut last) = (Vec::new(), 0i16);
+        loop {
+            let h = self.byte()?;
+            if h == 0 {
+                return Ok(out);
+            }
+            let id = match h >> 4 {
+                0 => i16::try_from(self.zigzag()?).map_err(|_| "bad field id")?,
+                d => last.checked_add(i16::from(d)).ok_or("bad field id")?,
+            };
+            last = id;
+            if let Some(v) = self.value(h & 0x0f, 0)? {
+                out.push((id, v));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_columns_read_back() {
+        for values in [
+            vec![],
+            vec!["a.jpg".to_string()],
+            (0..40).map(|i| format!("照片/{i}.png")).collect::<Vec<_>>(),
+        ] {
+            let file = string_column_file("image_path", &values);
+            assert_eq!(read_string_column(&file, values.len()), Ok(values.clone()));
+            if !values.is_empty() {
+                assert!(read_string_column(&file, values.len() - 1).is_err());
+                assert!(read_string_column(&file, values.len() + 1).is_err());
+            }
+            for cut in [0, 3, 10, file.len() / 2] {
+                assert!(read_string_column(&file[..cut], values.len().max(1)).is_err());
+            }
+        }
+    }
 
     #[test]
     fn thrift_compact_encodings() {
