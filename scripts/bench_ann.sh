@@ -6,6 +6,7 @@
 #   python3 scripts/gen_vectors.py /work/gv1m --n 1000000 --manifest
 #   scripts/bench_ann.sh /work/gv1m [QUANTIZATION] [CONNECTIVITY]
 #
+# SKIP_BUILD=1 reuses DIR/base.npy.ann (search rows only).
 # Prints a Markdown table; needs the release binary (cargo build --release -p taiyi-cli).
 set -euo pipefail
 dir=$1
@@ -17,15 +18,17 @@ py=${PYTHON:-python3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; $dir; quantization $quant, connectivity $m"
-/usr/bin/time -f "%e %M" -o "$tmp/build.time" "$taiyi" index build "$dir/base.npy" \
-  --quantization "$quant" --connectivity "$m" > "$tmp/build.json"
-read -r secs kb < "$tmp/build.time"
-rows=$("$py" -c "import json;print(json.load(open('$tmp/build.json'))['header']['rows'])")
-echo "build: ${secs} s wall ($("$py" -c "print(round($secs*100000/$rows,1))") s per 100k rows), peak RSS $((kb / 1024)) MiB, .ann $(( $(stat -c %s "$dir/base.npy.ann") / 1048576 )) MiB, .npy $(( $(stat -c %s "$dir/base.npy") / 1048576 )) MiB"
+if [ -z "${SKIP_BUILD:-}" ]; then
+  /usr/bin/time -f "%e %M" -o "$tmp/build.time" "$taiyi" index build "$dir/base.npy" \
+    --quantization "$quant" --connectivity "$m" > "$tmp/build.json"
+  read -r secs kb < "$tmp/build.time"
+  rows=$("$py" -c "import json;print(json.load(open('$tmp/build.json'))['header']['rows'])")
+  echo "build: ${secs} s wall ($("$py" -c "print(round($secs*100000/$rows,1))") s per 100k rows), peak RSS $((kb / 1024)) MiB, .ann $(( $(stat -c %s "$dir/base.npy.ann") / 1048576 )) MiB, .npy $(( $(stat -c %s "$dir/base.npy") / 1048576 )) MiB"
+fi
 echo
 echo "| expansion_search | recall@10 | p50 ms | p99 ms | wall s (1000 queries) | peak RSS MiB |"
 echo "|---|---|---|---|---|---|"
-for ef in 64 128 256; do
+for ef in 128 224 256; do
   /usr/bin/time -f "%e %M" -o "$tmp/t" "$taiyi" search --index "$dir/base.npy" \
     --query-vectors "$dir/queries.npy" --top-k 10 --expansion-search "$ef" > "$tmp/hits.jsonl" 2> "$tmp/err"
   read -r wall kb < "$tmp/t"

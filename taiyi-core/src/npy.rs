@@ -249,6 +249,7 @@ pub fn read_f32_with(
 ///
 /// # Errors
 /// As [`read_f32`] for a file that cannot be opened, a bad header or a wrong length.
+#[cfg(feature = "ann")]
 pub(crate) fn open_for_map(
     path: &Path,
 ) -> Result<(crate::input::InputFile, usize, Vec<usize>), ClipError> {
