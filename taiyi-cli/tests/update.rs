@@ -17,19 +17,9 @@ const GREY: &str = "fixtures/vision/waves_grey_100x150.png";
 
 fn embed(dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let (dir_s, out_s) = (s(dir), s(out));
-    let mut args = vec![
-        "embed-image",
-        "--vision-model",
-        VISION_ST,
-        "--vision-arch",
-        "tiny",
-        "--images-dir",
-        &dir_s,
-        "--out",
-        &out_s,
-    ];
+    let mut args = vec!["--images-dir", &dir_s, "--out", &out_s];
     args.extend_from_slice(extra);
-    taiyi(&args)
+    embed_tiny(&args)
 }
 
 /// Row name → row values of an index.
@@ -128,22 +118,9 @@ fn update_embeds_only_what_changed() {
     assert_eq!(rows(&idx).len(), 3);
 
     // The other normalisation cannot be mixed in.
-    fails(
-        &[
-            "embed-image",
-            "--vision-model",
-            VISION_ST,
-            "--vision-arch",
-            "tiny",
-            "--images-dir",
-            &s(&dir),
-            "--out",
-            &s(&idx),
-            "--update",
-            "--raw",
-        ],
-        "raw",
-    );
+    let r = embed(&dir, &idx, &["--update", "--raw"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("raw"), "{}", stderr(&r));
     assert!(litter(&t).is_empty(), "{:?}", litter(&t));
 }
 

@@ -69,6 +69,22 @@ pub(crate) fn file_sha256(path: &Path) -> Result<Option<String>, ClipError> {
     Ok(Some(hex(&hasher.finalize())))
 }
 
+/// Length and modification time (nanoseconds since the Unix epoch, 0 if the file system has
+/// none) of the file at `path` (a link followed): the cheap "has it changed" check of the ANN
+/// index's `.npy` and of `embed-image --update`'s inputs.
+pub(crate) fn len_and_mtime(path: &Path) -> Result<(u64, u128), ClipError> {
+    let m = std::fs::metadata(path).map_err(|source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let modified = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok((m.len(), modified))
+}
+
 /// The folder a file `path` lives in (`.` for a bare name).
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {

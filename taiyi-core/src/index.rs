@@ -130,7 +130,7 @@ pub struct EmbeddingIndex {
 }
 
 /// `path`, a symbolic link resolved (the file a write replaces and whose manifest it writes).
-fn real_path(path: &Path) -> PathBuf {
+pub(crate) fn real_path(path: &Path) -> PathBuf {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())

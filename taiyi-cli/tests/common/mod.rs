@@ -36,6 +36,19 @@ pub fn taiyi(args: &[&str]) -> Output {
     cmd(args).output().expect("run taiyi")
 }
 
+/// `taiyi embed-image` on the tiny open_clip tower with `extra` arguments.
+pub fn embed_tiny(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "embed-image",
+        "--vision-model",
+        VISION_ST,
+        "--vision-arch",
+        "tiny",
+    ];
+    args.extend_from_slice(extra);
+    taiyi(&args)
+}
+
 /// The standard error of a run, as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

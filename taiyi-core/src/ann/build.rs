@@ -28,7 +28,7 @@ pub struct AnnBuild {
 
 pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipError> {
     params.check()?;
-    let (before_bytes, before_modified) = NpyStamp::stat(npy)?;
+    let (before_bytes, before_modified) = crate::commit::len_and_mtime(npy)?;
     let (index, sha256) = EmbeddingIndex::load_with_digest(npy)?;
     let (rows, dim) = index.embeddings.dim();
     let path = AnnIndex::ann_path(npy);
@@ -81,7 +81,7 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
     drop(index);
     let build_seconds = started.elapsed().as_secs_f64();
     // The .npy must not have changed while it was read and indexed.
-    let (bytes, modified_ns) = NpyStamp::stat(npy)?;
+    let (bytes, modified_ns) = crate::commit::len_and_mtime(npy)?;
     if (bytes, modified_ns) != (before_bytes, before_modified) {
         return Err(ClipError::Index {
             path: npy.to_path_buf(),

@@ -163,22 +163,6 @@ pub struct NpyStamp {
     pub modified_ns: u128,
 }
 
-impl NpyStamp {
-    /// Length and modification time of `npy` (its digest left empty).
-    fn stat(npy: &Path) -> Result<(u64, u128), ClipError> {
-        let m = std::fs::metadata(npy).map_err(|source| ClipError::Io {
-            path: npy.to_path_buf(),
-            source,
-        })?;
-        let modified = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        Ok((m.len(), modified))
-    }
-}
-
 /// The JSON header of a `.ann` file: what was built, from what, how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnnHeader {
@@ -234,20 +218,10 @@ impl std::fmt::Debug for AnnIndex {
     }
 }
 
-/// `path`, a symbolic link resolved.
-fn real_path(path: &Path) -> PathBuf {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-        }
-        _ => path.to_path_buf(),
-    }
-}
-
 impl AnnIndex {
     /// The ANN file of the index `npy`: `FILE.npy.ann` beside the file a link points to.
     pub fn ann_path(npy: &Path) -> PathBuf {
-        let mut s = real_path(npy).into_os_string();
+        let mut s = crate::index::real_path(npy).into_os_string();
         s.push(".ann");
         PathBuf::from(s)
     }
@@ -308,7 +282,7 @@ impl AnnIndex {
         }
         header.params.check()?;
         // The .npy must be the one the graph was built from.
-        let (bytes, modified_ns) = NpyStamp::stat(npy)?;
+        let (bytes, modified_ns) = crate::commit::len_and_mtime(npy)?;
         let same_stat = bytes == header.npy.bytes && modified_ns == header.npy.modified_ns;
         if !same_stat {
             let now = crate::commit::file_sha256(npy)?.unwrap_or_default();

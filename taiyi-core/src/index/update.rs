@@ -36,20 +36,6 @@ pub struct FileStamp {
     pub sha256: String,
 }
 
-/// Length and modification time of `path`.
-fn stat(path: &Path) -> Result<(u64, u128), ClipError> {
-    let m = std::fs::metadata(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let modified = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    Ok((m.len(), modified))
-}
-
 /// SHA-256 of the file at `path`, read through [`crate::input`] (regular files only).
 fn sha256_of(path: &Path) -> Result<String, ClipError> {
     use std::io::Read;
@@ -83,7 +69,7 @@ impl FileStamp {
     /// # Errors
     /// [`ClipError::Io`] / [`ClipError::Read`] if it cannot be read.
     pub fn of(path: &Path) -> Result<Self, ClipError> {
-        let (bytes, modified_ns) = stat(path)?;
+        let (bytes, modified_ns) = crate::commit::len_and_mtime(path)?;
         Ok(Self {
             bytes,
             modified_ns,
@@ -225,7 +211,7 @@ impl UpdatePlan {
             .par_iter()
             .zip(names)
             .map(|(path, name)| {
-                let (bytes, modified_ns) = stat(path)?;
+                let (bytes, modified_ns) = crate::commit::len_and_mtime(path)?;
                 let then = stamps_then.get(name);
                 let row = old_rows.get(name.as_str()).copied();
                 if let (Some(t), Some(r)) = (then, row)
