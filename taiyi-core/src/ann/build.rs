@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{
-    ALIGN, AnnHeader, AnnIndex, AnnParams, FORMAT, MAGIC, NpyStamp, VERSION, graph_offset,
-};
+use super::AnnIndex;
+use super::format::{ALIGN, AnnHeader, AnnParams, FORMAT, MAGIC, NpyStamp, VERSION, graph_offset};
 use crate::ClipError;
 use crate::outfile::AtomicFile;
 use crate::retrieval::EmbeddingIndex;
