@@ -87,7 +87,7 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
             message: "it changed while its ANN index was built: build again".into(),
         });
     }
-    let header = AnnHeader {
+    let mut header = AnnHeader {
         format: FORMAT.to_string(),
         version: VERSION,
         engine: format!("usearch {}", usearch::version()),
@@ -101,15 +101,17 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
             modified_ns,
         },
         build_seconds,
+        graph_crc32: 0,
     };
-    let json = serde_json::to_vec(&header).map_err(|e| ClipError::Mismatch {
-        message: format!("cannot serialise the ANN header: {e}"),
-    })?;
     let mut graph_bytes = vec![0u8; graph.serialized_length()];
     graph
         .save_to_buffer(&mut graph_bytes)
         .map_err(ann("cannot serialise the graph"))?;
     drop(graph);
+    header.graph_crc32 = crc32fast::hash(&graph_bytes);
+    let json = serde_json::to_vec(&header).map_err(|e| ClipError::Mismatch {
+        message: format!("cannot serialise the ANN header: {e}"),
+    })?;
     let offset = graph_offset(json.len());
     debug_assert_eq!(offset % ALIGN, 0);
     let mut file = AtomicFile::create(&path)?;

@@ -146,6 +146,9 @@ pub struct AnnHeader {
     pub npy: NpyStamp,
     /// Seconds the graph took to build.
     pub build_seconds: f64,
+    /// CRC-32 of the graph bytes: a truncated, damaged or mixed-up file is refused before the
+    /// engine reads it.
+    pub graph_crc32: u32,
 }
 
 /// The header of the `.ann` file `file` (of `len` bytes) and the offset of its graph.

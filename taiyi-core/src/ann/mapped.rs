@@ -158,6 +158,7 @@ impl MappedGraph {
         file: &std::fs::File,
         offset: usize,
         options: &usearch::IndexOptions,
+        crc32: u32,
     ) -> Result<Self, ClipError> {
         // SAFETY: read-only map owned by the returned value; the file is not changed in place
         // by taiyi (module docs).
@@ -178,6 +179,18 @@ impl MappedGraph {
                 message: format!("it ends at byte {} before its graph starts", map.len()),
             });
         };
+        // The engine trusts the bytes it views: check them first (this also brings the pages in,
+        // which the view's walk over every node would do anyway).
+        let found = crc32fast::hash(bytes);
+        if found != crc32 {
+            return Err(ClipError::Index {
+                path: path.to_path_buf(),
+                message: format!(
+                    "its graph is damaged (CRC-32 {found:08x}, its header says {crc32:08x}): \
+                     build it again with `taiyi index build`"
+                ),
+            });
+        }
         let meta = usearch::Index::metadata_from_buffer(bytes)
             .map_err(|e| ann("cannot read the graph's header", e))?;
         if meta.dimensions != options.dimensions as u64 {

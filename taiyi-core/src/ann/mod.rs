@@ -169,7 +169,13 @@ impl AnnIndex {
                 header.rows, header.dim
             )));
         }
-        let graph = MappedGraph::view(&path, file.file(), offset, &header.params.options(d))?;
+        let graph = MappedGraph::view(
+            &path,
+            file.file(),
+            offset,
+            &header.params.options(d),
+            header.graph_crc32,
+        )?;
         if graph.graph().size() != n {
             return Err(bad(format!(
                 "its graph holds {} vectors for {n} rows",

@@ -189,6 +189,12 @@ fn broken_ann_files_are_errors() -> Result<(), ClipError> {
             b[16] = b'#';
             b
         }),
+        ("one byte of the graph flipped", {
+            let mut b = good.clone();
+            let at = graph_offset(header_len) + (good.len() - graph_offset(header_len)) / 2;
+            b[at] ^= 0x40;
+            b
+        }),
         ("zeroed graph", {
             let mut b = good.clone();
             let off = graph_offset(header_len);
@@ -203,6 +209,10 @@ fn broken_ann_files_are_errors() -> Result<(), ClipError> {
         })?;
         let r = AnnIndex::open(&npy);
         assert!(r.is_err(), "{what}: opened");
+        if what == "one byte of the graph flipped" {
+            let err = r.map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains("damaged"), "{err}");
+        }
     }
     // Parameters out of range are refused before any work.
     let bad = AnnParams {
