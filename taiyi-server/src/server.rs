@@ -29,13 +29,20 @@ const ROUTES: &[&str] = &[
     "/embed",
     "/classify",
     "/logits",
+    "/search",
     "/health",
     "/info",
     "/metrics",
 ];
 
 /// Routes that run the model, under the concurrency limit.
-const MODEL_ROUTES: &[&str] = &["/v1/embeddings", "/embed", "/classify", "/logits"];
+const MODEL_ROUTES: &[&str] = &[
+    "/v1/embeddings",
+    "/embed",
+    "/classify",
+    "/logits",
+    "/search",
+];
 
 /// What the middleware shares.
 pub(crate) struct Shared {

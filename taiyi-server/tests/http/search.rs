@@ -141,6 +141,14 @@ fn search_answers_from_the_index() {
     let (status, v) = search(&server, json!({"image": "bm90IGFuIGltYWdl"}));
     assert_eq!(status, 422, "{v}");
 
+    // Counted under its own route in /metrics (and under the concurrency limit like every
+    // model route).
+    let (_, _, metrics) = get(&server, "/metrics");
+    assert!(
+        metrics.contains("taiyi_requests_total{route=\"/search\",status=\"200\"}"),
+        "{metrics}"
+    );
+
     // /info shows the index.
     let (_, _, info) = get(&server, "/info");
     let info = json(&info);
