@@ -145,6 +145,11 @@ pub(crate) struct MappedGraph {
     // Field order is drop order: the graph, which points into the map, goes first.
     graph: usearch::Index,
     _map: Mmap,
+    /// Searches running now, at most `contexts` (usearch holds one search context per
+    /// concurrent search and fails a search when all are taken: callers wait here instead).
+    running: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    contexts: usize,
 }
 
 impl MappedGraph {
@@ -206,11 +211,43 @@ impl MappedGraph {
         // SAFETY: `bytes` borrows `map`, which is stored beside `graph` and dropped after it
         // (field order), so the view never outlives the bytes; the map is never written.
         unsafe { graph.view_from_buffer(bytes) }.map_err(|e| ann("cannot view the graph", e))?;
-        Ok(Self { graph, _map: map })
+        // One search context per thread that may search at once (the rayon pool, or the cores).
+        let contexts = rayon::current_num_threads()
+            .max(std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1);
+        graph
+            .reserve_capacity_and_threads(graph.size(), contexts)
+            .map_err(|e| ann("cannot reserve search contexts", e))?;
+        Ok(Self {
+            graph,
+            _map: map,
+            running: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            contexts,
+        })
     }
 
     /// The graph.
     pub(crate) fn graph(&self) -> &usearch::Index {
         &self.graph
+    }
+
+    /// The `count` nearest keys to `query`, waiting while every search context is in use.
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        count: usize,
+    ) -> Result<usearch::ffi::Matches, cxx::Exception> {
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            while *running >= self.contexts {
+                running = self.freed.wait(running).unwrap_or_else(|e| e.into_inner());
+            }
+            *running += 1;
+        }
+        let result = self.graph.search(query, count);
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+        result
     }
 }

@@ -263,15 +263,11 @@ impl AnnIndex {
             return self.search_exact(query, k);
         }
         let q = query.to_vec();
-        let found = self
-            .graph
-            .graph()
-            .search(&q, wanted)
-            .map_err(|e| ClipError::Ann {
-                path: self.path.clone(),
-                what: "search failed",
-                source: Box::new(e),
-            })?;
+        let found = self.graph.search(&q, wanted).map_err(|e| ClipError::Ann {
+            path: self.path.clone(),
+            what: "search failed",
+            source: Box::new(e),
+        })?;
         let mut hits = Vec::with_capacity(found.keys.len());
         let (mut row, mut bytes) = (vec![0f32; self.dim()], Vec::new());
         for key in found.keys {

@@ -244,3 +244,33 @@ fn small_indexes_and_f16_graphs() -> Result<(), ClipError> {
     }
     Ok(())
 }
+
+/// One opened index answers from many threads at once (the server searches on the rayon
+/// pool): more threads than the machine has cores, every answer the single-thread one.
+#[test]
+fn concurrent_searches_agree() -> Result<(), ClipError> {
+    let t = dir("concurrent");
+    let npy = t.path().join("idx.npy");
+    let (rows, d) = collection(N + 64, 7);
+    EmbeddingIndex::write(&npy, d, &rows[..N * d], &names(N), true, &[])?;
+    AnnIndex::build(&npy, &AnnParams::default())?;
+    let ann = AnnIndex::open(&npy)?;
+    let queries: Vec<&[f32]> = rows[N * d..].chunks(d).collect();
+    let want: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|q| ann.search(ndarray::ArrayView1::from(*q), 10))
+        .collect::<Result<_, _>>()?;
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    for (q, w) in queries.iter().zip(&want) {
+                        let got = ann.search(ndarray::ArrayView1::from(*q), 10).unwrap();
+                        assert_eq!(&got, w);
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
