@@ -89,6 +89,38 @@ fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
 
+/// The norm of row `i` (named `name`) of the index `npy`, checked: finite and non-zero, and 1
+/// (within [`NORM_TOLERANCE`]) if the manifest says the rows are `normalized` (never believed
+/// unchecked).
+///
+/// # Errors
+/// [`ClipError::Index`] naming the row.
+pub(crate) fn checked_norm(
+    npy: &Path,
+    i: usize,
+    name: &str,
+    row: ArrayView1<'_, f32>,
+    normalized: bool,
+) -> Result<f32, ClipError> {
+    let norm = row.dot(&row).sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return Err(ClipError::Index {
+            path: npy.to_path_buf(),
+            message: format!("row {i} ({name}) has norm {norm}"),
+        });
+    }
+    if normalized && (norm - 1.0).abs() > NORM_TOLERANCE {
+        return Err(ClipError::Index {
+            path: npy.to_path_buf(),
+            message: format!(
+                "row {i} ({name}) has norm {norm}, but the manifest says the rows are \
+                 L2-normalised: its scores would not be cosines"
+            ),
+        });
+    }
+    Ok(norm)
+}
+
 impl EmbeddingIndex {
     /// The manifest of `npy`: `FILE.npy.names.json`.
     pub fn names_path(npy: &Path) -> PathBuf {
@@ -260,25 +292,9 @@ impl EmbeddingIndex {
         skipped: Vec<Skipped>,
     ) -> Result<Self, ClipError> {
         for (i, mut row) in embeddings.outer_iter_mut().enumerate() {
-            let norm = row.dot(&row).sqrt();
             let name = names.get(i).map_or("", String::as_str);
-            if !norm.is_finite() || norm == 0.0 {
-                return Err(ClipError::Index {
-                    path: npy.to_path_buf(),
-                    message: format!("row {i} ({name}) has norm {norm}"),
-                });
-            }
-            if normalized {
-                if (norm - 1.0).abs() > NORM_TOLERANCE {
-                    return Err(ClipError::Index {
-                        path: npy.to_path_buf(),
-                        message: format!(
-                            "row {i} ({name}) has norm {norm}, but the manifest says the rows \
-                             are L2-normalised: its scores would not be cosines"
-                        ),
-                    });
-                }
-            } else {
+            let norm = checked_norm(npy, i, name, row.view(), normalized)?;
+            if !normalized {
                 row /= norm;
             }
         }

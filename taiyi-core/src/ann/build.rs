@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::AnnIndex;
 use super::format::{ALIGN, AnnHeader, AnnParams, FORMAT, MAGIC, NpyStamp, VERSION, graph_offset};
+use super::mapped::MappedRows;
 use crate::ClipError;
+use crate::index::{ManifestFile, checked_norm};
 use crate::outfile::AtomicFile;
-use crate::retrieval::EmbeddingIndex;
 
 /// What [`AnnIndex::build`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -28,8 +29,18 @@ pub struct AnnBuild {
 pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipError> {
     params.check()?;
     let (before_bytes, before_modified) = crate::commit::len_and_mtime(npy)?;
-    let (index, sha256) = EmbeddingIndex::load_with_digest(npy)?;
-    let (rows, dim) = index.embeddings.dim();
+    // The rows are read from a map, one at a time, never all in memory: a build holds the
+    // graph, not the float32 rows as well (at 1M × 1024, 3.8 GiB less).
+    let manifest = ManifestFile::read(npy)?;
+    let sha256 = crate::commit::file_sha256(npy)?.ok_or_else(|| ClipError::Index {
+        path: npy.to_path_buf(),
+        message: "missing or not a regular file".into(),
+    })?;
+    let described = manifest.generation(npy, &sha256)?;
+    let mapped = MappedRows::open(npy)?;
+    let vectors = mapped.view()?;
+    let (rows, dim) = vectors.dim();
+    described.check_shape(rows, dim)?;
     let path = AnnIndex::ann_path(npy);
     let ann = |what: &'static str| {
         let path = path.clone();
@@ -46,38 +57,39 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
     graph
         .reserve_capacity_and_threads(rows, threads)
         .map_err(ann("cannot reserve the graph"))?;
-    let vectors = index.embeddings.view();
-    // Rows are dealt round-robin to the threads; usearch adds concurrently.
+    // Rows are dealt round-robin to the threads; usearch adds concurrently. Each row is checked
+    // as a load checks it (finite, non-zero, norm 1 if the manifest says so) and normalised.
+    let (names, normalized) = (&described.names, described.normalized);
     let failed = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let graph = &graph;
-                s.spawn(move || -> Result<(), cxx::Exception> {
+                let (graph, vectors, ann) = (&graph, &vectors, &ann);
+                s.spawn(move || -> Result<(), ClipError> {
+                    let mut values = vec![0f32; dim];
                     for r in (t..rows).step_by(threads) {
                         let row = vectors.row(r);
-                        let values = row.as_slice().map_or_else(|| row.to_vec(), <[f32]>::to_vec);
-                        graph.add(r as u64, &values)?;
+                        let norm = checked_norm(npy, r, &names[r], row, normalized)?;
+                        let scale = if normalized { 1.0 } else { 1.0 / norm };
+                        values.iter_mut().zip(row).for_each(|(v, x)| *v = x * scale);
+                        graph
+                            .add(r as u64, &values)
+                            .map_err(ann("cannot add a vector"))?;
                     }
                     Ok(())
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join()).find_map(|r| match r {
+        handles.into_iter().find_map(|h| match h.join() {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(Some(e)),
-            Err(_) => Some(None),
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(ClipError::Mismatch {
+                message: "a graph-building thread panicked".into(),
+            }),
         })
     });
-    match failed {
-        None => {}
-        Some(Some(e)) => return Err(ann("cannot add a vector")(e)),
-        Some(None) => {
-            return Err(ClipError::Mismatch {
-                message: "a graph-building thread panicked".into(),
-            });
-        }
+    if let Some(e) = failed {
+        return Err(e);
     }
-    drop(index);
     let build_seconds = started.elapsed().as_secs_f64();
     // The .npy must not have changed while it was read and indexed.
     let (bytes, modified_ns) = crate::commit::len_and_mtime(npy)?;

@@ -61,9 +61,9 @@ impl MappedRows {
             path: path.to_path_buf(),
             source,
         })?;
-        // A search reads a few rows at random: no read-ahead around each (it filled the RSS
-        // with neighbouring rows and cost time per fault). Advice only; a refusal is harmless.
-        let _ = map.advise(memmap2::Advice::Random);
+        // The map is read front to back (a build, an exact scan; single rows are read with
+        // `read_row`): read ahead. Advice only; a refusal is harmless.
+        let _ = map.advise(memmap2::Advice::Sequential);
         if map.len() < start + rows * dim * 4 {
             return Err(npy_err(format!(
                 "the map holds {} bytes, the header declares {}",

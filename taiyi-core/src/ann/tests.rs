@@ -220,6 +220,28 @@ fn broken_ann_files_are_errors() -> Result<(), ClipError> {
         ..AnnParams::default()
     };
     assert!(AnnIndex::build(&npy, &bad).is_err());
+    // Rows are checked as a load checks them: a zero row, or a row of norm 2 in an index that
+    // says it is normalised, is an error naming the row, and no graph is written.
+    let (mut rows, d) = collection(N, 8);
+    rows[3 * d..4 * d].iter_mut().for_each(|x| *x = 0.0);
+    let other = t.path().join("zero.npy");
+    EmbeddingIndex::write(&other, d, &rows, &names(N), true, &[])?;
+    let err = AnnIndex::build(&other, &AnnParams::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("row 3 (img3.jpg) has norm 0"), "{err}");
+    rows[3 * d..4 * d]
+        .iter_mut()
+        .for_each(|x| *x = 2.0 / (d as f32).sqrt());
+    EmbeddingIndex::write(&other, d, &rows, &names(N), true, &[])?;
+    let err = AnnIndex::build(&other, &AnnParams::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("row 3 (img3.jpg) has norm") && err.contains("L2-normalised"),
+        "{err}"
+    );
+    assert!(!AnnIndex::ann_path(&other).exists());
     Ok(())
 }
 
