@@ -9,6 +9,8 @@ use serde::Serialize;
 use super::AnnIndex;
 use super::format::{ALIGN, AnnHeader, AnnParams, FORMAT, MAGIC, NpyStamp, VERSION, graph_offset};
 use super::mapped::MappedRows;
+use rayon::prelude::*;
+
 use crate::ClipError;
 use crate::index::{ManifestFile, checked_norm};
 use crate::outfile::AtomicFile;
@@ -26,6 +28,9 @@ pub struct AnnBuild {
     pub threads: usize,
 }
 
+/// Rows read and added per block (16 MiB of 1024-d float32).
+const BLOCK_ROWS: usize = 4096;
+
 pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipError> {
     params.check()?;
     let (before_bytes, before_modified) = crate::commit::len_and_mtime(npy)?;
@@ -38,8 +43,7 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
     })?;
     let described = manifest.generation(npy, &sha256)?;
     let mapped = MappedRows::open(npy)?;
-    let vectors = mapped.view()?;
-    let (rows, dim) = vectors.dim();
+    let (rows, dim) = mapped.view()?.dim();
     described.check_shape(rows, dim)?;
     let path = AnnIndex::ann_path(npy);
     let ann = |what: &'static str| {
@@ -57,38 +61,30 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
     graph
         .reserve_capacity_and_threads(rows, threads)
         .map_err(ann("cannot reserve the graph"))?;
-    // Rows are dealt round-robin to the threads; usearch adds concurrently. Each row is checked
-    // as a load checks it (finite, non-zero, norm 1 if the manifest says so) and normalised.
+    // Blocks of rows are read in turn (positioned reads: memory holds one block, not the
+    // file) and their rows added from the rayon pool; usearch adds concurrently. Each row is
+    // checked as a load checks it (finite, non-zero, norm 1 if the manifest says so) and
+    // normalised.
     let (names, normalized) = (&described.names, described.normalized);
-    let failed = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (graph, vectors, ann) = (&graph, &vectors, &ann);
-                s.spawn(move || -> Result<(), ClipError> {
-                    let mut values = vec![0f32; dim];
-                    for r in (t..rows).step_by(threads) {
-                        let row = vectors.row(r);
-                        let norm = checked_norm(npy, r, &names[r], row, normalized)?;
-                        let scale = if normalized { 1.0 } else { 1.0 / norm };
-                        values.iter_mut().zip(row).for_each(|(v, x)| *v = x * scale);
-                        graph
-                            .add(r as u64, &values)
-                            .map_err(ann("cannot add a vector"))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles.into_iter().find_map(|h| match h.join() {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(ClipError::Mismatch {
-                message: "a graph-building thread panicked".into(),
-            }),
-        })
-    });
-    if let Some(e) = failed {
-        return Err(e);
+    let (mut block, mut bytes) = (Vec::new(), Vec::new());
+    for first in (0..rows).step_by(BLOCK_ROWS) {
+        let count = BLOCK_ROWS.min(rows - first);
+        block.resize(count * dim, 0f32);
+        mapped.read_rows(first, &mut block, &mut bytes)?;
+        block
+            .par_chunks_mut(dim)
+            .enumerate()
+            .try_for_each(|(i, values)| {
+                let r = first + i;
+                let row = ndarray::ArrayView1::from(&*values);
+                let norm = checked_norm(npy, r, &names[r], row, normalized)?;
+                if !normalized {
+                    values.iter_mut().for_each(|v| *v /= norm);
+                }
+                graph
+                    .add(r as u64, values)
+                    .map_err(ann("cannot add a vector"))
+            })?;
     }
     let build_seconds = started.elapsed().as_secs_f64();
     // The .npy must not have changed while it was read and indexed.

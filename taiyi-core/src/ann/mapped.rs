@@ -80,32 +80,33 @@ impl MappedRows {
         })
     }
 
-    /// Row `r` into `out` (`dim` values) by one positioned read, not through the map: a few
-    /// rows per query read this way leave the process's memory as it was, where touching the
-    /// map faulted in whole neighbourhoods of rows (the kernel's fault-around), ~2 GB over
-    /// 1000 queries on a 1M-row index.
+    /// Rows `first..first + out.len() / dim` into `out` by one positioned read, not through
+    /// the map: rows read this way leave the process's memory as it was, where touching the
+    /// map faulted in whole neighbourhoods of rows (the kernel's fault-around: ~2 GB over 1000
+    /// queries on a 1M-row index), and the mapped pages of a build's pass counted in its RSS.
     ///
     /// # Errors
-    /// [`ClipError::Io`] if the read fails; [`ClipError::Mismatch`] for a row past the end or
-    /// a buffer of another width.
-    pub(crate) fn read_row(
+    /// [`ClipError::Io`] if the read fails; [`ClipError::Mismatch`] for rows past the end or a
+    /// buffer that is not whole rows.
+    pub(crate) fn read_rows(
         &self,
-        r: usize,
+        first: usize,
         out: &mut [f32],
         bytes: &mut Vec<u8>,
     ) -> Result<(), ClipError> {
-        if r >= self.rows || out.len() != self.dim {
+        let count = out.len() / self.dim;
+        if out.len() % self.dim != 0 || first.saturating_add(count) > self.rows {
             return Err(ClipError::Mismatch {
                 message: format!(
-                    "row {r} of {} (width {} into {})",
+                    "rows {first}.. of {} (width {} into {} values)",
                     self.rows,
                     self.dim,
                     out.len()
                 ),
             });
         }
-        let at = self.start + r * self.dim * 4;
-        bytes.resize(self.dim * 4, 0);
+        let at = self.start + first * self.dim * 4;
+        bytes.resize(out.len() * 4, 0);
         #[cfg(unix)]
         {
             use std::os::unix::fs::FileExt;
@@ -118,7 +119,7 @@ impl MappedRows {
                 })?;
         }
         #[cfg(not(unix))]
-        bytes.copy_from_slice(&self.map[at..at + self.dim * 4]);
+        bytes.copy_from_slice(&self.map[at..at + out.len() * 4]);
         for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }

@@ -278,7 +278,7 @@ impl AnnIndex {
                     path: self.path.clone(),
                     message: format!("its graph returned row {key} of {}", self.rows()),
                 })?;
-            self.rows.read_row(r, &mut row, &mut bytes)?;
+            self.rows.read_rows(r, &mut row, &mut bytes)?;
             let row = ArrayView1::from(&row[..]);
             hits.push(Hit {
                 index: r,
