@@ -95,7 +95,7 @@ impl MappedRows {
         bytes: &mut Vec<u8>,
     ) -> Result<(), ClipError> {
         let count = out.len() / self.dim;
-        if out.len() % self.dim != 0 || first.saturating_add(count) > self.rows {
+        if !out.len().is_multiple_of(self.dim) || first.saturating_add(count) > self.rows {
             return Err(ClipError::Mismatch {
                 message: format!(
                     "rows {first}.. of {} (width {} into {} values)",
