@@ -216,23 +216,15 @@ impl EmbeddingIndex {
     /// that cannot be normalised (zero or non-finite) or, in an index that says its rows are
     /// normalised, a row whose norm is not 1.
     pub fn load(npy: &Path) -> Result<Self, ClipError> {
-        Self::load_with_digest(npy).map(|(index, _)| index)
-    }
-
-    /// [`EmbeddingIndex::load`], and the SHA-256 of the `.npy` bytes it read (the digest an
-    /// ANN index records).
-    pub(crate) fn load_with_digest(npy: &Path) -> Result<(Self, String), ClipError> {
         let manifest = ManifestFile::read(npy)?;
         // One read: the rows parsed are the bytes hashed, in the same pass.
         let mut digest = Sha256Hex::default();
         let (shape, values) = crate::npy::read_f32_with(npy, |b| digest.update(b))?;
-        let digest = digest.finish();
-        let g = manifest.generation(npy, &digest)?;
+        let g = manifest.generation(npy, &digest.finish())?;
         let embeddings = Self::matrix(npy, &shape, values)?;
         let (n, d) = embeddings.dim();
         g.check_shape(n, d)?;
-        let index = Self::checked(npy, embeddings, g.names, g.normalized, g.skipped)?;
-        Ok((index, digest))
+        Self::checked(npy, embeddings, g.names, g.normalized, g.skipped)
     }
 
     /// Load a plain `[n, d]` float32 `.npy` without a manifest (written by another tool):
