@@ -18,8 +18,8 @@
 //! ```
 //!
 //! The file is written to a temporary name and renamed into place, so a reader sees the old or
-//! the new file, never a mixture. [`AnnIndex::open`] memory-maps it and the `.npy` (a search
-//! reads only the pages it touches: a CLI call starts without reading the collection) and
+//! the new file, never a mixture. [`AnnIndex::open`] memory-maps it and the `.npy` (the graph is
+//! read once for its CRC-32; of the `.npy` a search reads only its candidate rows) and
 //! checks that they belong together: the `.npy` must be the one the graph was built from (same
 //! length and modification time, or else the same SHA-256, which is then computed), and its
 //! manifest must name a generation with that digest. Anything else is an error that names both
