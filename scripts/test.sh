@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A from-scratch build gains nothing from incremental compilation, whose caches were half of
+# the target dir (6 of 12 GB in a fresh-clone run); a CI run that filled its disk failed at a link.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Free disk space first, so a run that fills its disk says so at the top of its log.
+df -h "${CARGO_TARGET_DIR:-$PWD/target}" 2>/dev/null || df -h .
 t0=$(date +%s)
 stamp() { echo "== test.sh: $1 done at +$(( $(date +%s) - t0 )) s"; }
 # 0. A software GPU for the wgpu suites (tests/gpu_parity.rs): lavapipe.
