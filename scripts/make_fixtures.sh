@@ -3,7 +3,7 @@
 # transformers, Pillow). CI never runs this; tests read the committed outputs.
 #
 #   scripts/make_fixtures.sh            # all parts
-#   scripts/make_fixtures.sh tokenizer  # one part: tokenizer | image | jpeg | text | vision | clip | store | torch_f16 | nn
+#   scripts/make_fixtures.sh tokenizer  # one part: tokenizer | image | jpeg | text | vision | clip | store | torch_f16 | nn | chinese_clip | chinese_clip_image
 #
 # The venv lives in $TAIYI_VENV (default: .venv at the repository root) and is created
 # from scripts/requirements-fixtures.txt on first use.
@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -r "$repo/scripts/requirements-fixtures.txt"
 fi
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(tokenizer image jpeg text vision clip store torch_f16 nn)
+[ ${#parts[@]} -gt 0 ] || parts=(tokenizer image jpeg text vision clip store torch_f16 nn chinese_clip chinese_clip_image)
 cd "$repo"
 for p in "${parts[@]}"; do
   echo "== fixtures: $p"

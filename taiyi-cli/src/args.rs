@@ -1,13 +1,13 @@
 //! Arguments shared by several commands (texts, the text and image towers, run options) and
 //! the builders that turn them into encoders and models.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use clap::Args;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
-    ClipModel, ClipOptions, DeviceSpec, ImageEncoder, ModelPaths, Precision, ShapeBuckets,
+    ClipModel, ClipOptions, DeviceSpec, Family, ImageEncoder, ModelSource, Precision, ShapeBuckets,
     TextEncoder, TextMode,
 };
 
@@ -47,9 +47,10 @@ pub(crate) struct TextModelArgs {
     /// HF text-tower directory (default: $TAIYI_TEXT_MODEL, else the hub).
     #[arg(long, value_name = "DIR")]
     pub(crate) text_model: Option<PathBuf>,
-    /// Text mode: card (pad to longest, no mask: the model card), fixed77, masked.
-    #[arg(long, value_enum, default_value_t = TextMode::ModelCard)]
-    pub(crate) mode: TextMode,
+    /// Text mode: card (pad to longest, no mask: Taiyi's model card), fixed77, masked (the
+    /// attention mask: Chinese-CLIP's model card) [default: the family's model card].
+    #[arg(long, value_enum)]
+    pub(crate) mode: Option<TextMode>,
     /// Texts per forward pass [default: 32 on cpu, 128 on GPUs].
     #[arg(long)]
     pub(crate) text_batch_size: Option<usize>,
@@ -74,18 +75,42 @@ pub(crate) struct VisionModelArgs {
 }
 
 /// What the global flags say about running the towers, handed to the model arguments.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RunOptions {
     pub(crate) device: DeviceSpec,
     pub(crate) precision: Precision,
     pub(crate) warm_up: bool,
     pub(crate) no_buckets: bool,
+    /// `--model`: a one-directory model (Chinese-CLIP) or its hub id.
+    pub(crate) model: Option<PathBuf>,
 }
 
 /// Texts of up to this many tokens are covered by `--warm-up`.
 pub(crate) const WARM_UP_TOKENS: usize = 64;
 
 impl RunOptions {
+    /// The model the flags name: `--model`, else the Taiyi pair from `text` / `vision` (each
+    /// else its environment variable, else the hub). `--model` with either of the pair is a
+    /// usage error: one model choice.
+    pub(crate) fn source(
+        &self,
+        text: Option<&Path>,
+        vision: Option<&Path>,
+    ) -> Result<ModelSource, CliError> {
+        if self.model.is_some() && (text.is_some() || vision.is_some()) {
+            return Err(CliError::Usage(
+                "--model names the whole model: give it without --text-model / --vision-model"
+                    .into(),
+            ));
+        }
+        Ok(ModelSource::resolve(
+            self.model.as_deref(),
+            text,
+            vision,
+            &HubOptions::from_env(),
+        )?)
+    }
+
     /// Batch sizes and shape buckets for the device, with the user's batch sizes.
     pub(crate) fn options(
         &self,
@@ -125,9 +150,9 @@ pub(crate) struct ClipArgs {
 
 impl ClipArgs {
     /// Hand the global run options to both towers.
-    pub(crate) fn set_run(&mut self, run: RunOptions) {
-        self.text.run = run;
-        self.vision.run = run;
+    pub(crate) fn set_run(&mut self, run: &RunOptions) {
+        self.text.run = run.clone();
+        self.vision.run = run.clone();
     }
 }
 
@@ -135,10 +160,19 @@ pub(crate) fn text_encoder<B: Backend>(
     a: &TextModelArgs,
     device: &B::Device,
 ) -> Result<TextEncoder<B>, CliError> {
-    let dir = hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?;
+    let (dir, family) = match &a.run.model {
+        Some(_) => {
+            let source = a.run.source(a.text_model.as_deref(), None)?;
+            (source.text_dir().to_path_buf(), source.family())
+        }
+        None => (
+            hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?,
+            Family::Taiyi,
+        ),
+    };
     let options = a.run.options(a.text_batch_size, None);
     let enc = TextEncoder::from_dir_as(&dir, device, options.weights)?
-        .with_mode(a.mode)
+        .with_mode(a.mode.unwrap_or(family.default_text_mode()))
         .with_batch_size(options.text_batch_size)
         .with_buckets(options.buckets);
     if a.run.warm_up {
@@ -152,10 +186,21 @@ pub(crate) fn image_encoder<B: Backend>(
     a: &VisionModelArgs,
     device: &B::Device,
 ) -> Result<(ImageEncoder<B>, Option<f32>, PathBuf), CliError> {
-    let file = hub::resolve_vision_file(a.vision_model.as_deref(), &HubOptions::from_env())?;
-    let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
     let options = a.run.options(None, a.image_batch_size);
-    let enc = ImageEncoder::from_file_as(&file, &config, device, options.weights)?;
+    let (enc, file) = match a.run.source(None, a.vision_model.as_deref())? {
+        ModelSource::Dir(dir) => (
+            ImageEncoder::from_model_dir_as(&dir, device, options.weights)?,
+            dir.dir,
+        ),
+        ModelSource::Taiyi(paths) => {
+            let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
+            let file = paths.vision_file;
+            (
+                ImageEncoder::from_file_as(&file, &config, device, options.weights)?,
+                file,
+            )
+        }
+    };
     let scale = enc.logit_scale();
     let enc = enc
         .with_batch_size(options.image_batch_size)
@@ -172,14 +217,19 @@ pub(crate) fn clip_model<B: Backend>(
     device: &B::Device,
 ) -> Result<ClipModel<B>, CliError> {
     let (t, v) = (&args.text, &args.vision);
-    let hub = HubOptions::from_env();
-    let paths = ModelPaths::resolve(t.text_model.as_deref(), v.vision_model.as_deref(), &hub)?;
+    let source = t
+        .run
+        .source(t.text_model.as_deref(), v.vision_model.as_deref())?;
+    let vision = match &source {
+        ModelSource::Dir(dir) => dir.vision.clone(),
+        ModelSource::Taiyi(_) => taiyi_core::arch::vision_config(&v.vision_arch)?,
+    };
     let options = ClipOptions {
-        vision: taiyi_core::arch::vision_config(&v.vision_arch)?,
-        text_mode: t.mode,
+        vision,
+        text_mode: t.mode.unwrap_or(source.family().default_text_mode()),
         ..t.run.options(t.text_batch_size, v.image_batch_size)
     };
-    let model = ClipModel::load(&paths, &options, device)?;
+    let model = ClipModel::load_source(&source, &options, device)?;
     if t.run.warm_up {
         let start = std::time::Instant::now();
         let report = model.warm_up(WARM_UP_TOKENS)?;

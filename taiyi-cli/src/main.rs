@@ -3,6 +3,7 @@
 //! Run `taiyi --help` for the commands. Errors go to stderr with a non-zero exit status; output
 //! files are written atomically (nothing is half-written on failure).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,12 @@ struct Cli {
     /// and of batches to powers of two (the GPU default; the CPU never pads).
     #[arg(long, global = true)]
     no_buckets: bool,
+    /// A one-directory model instead of the Taiyi pair (--text-model / --vision-model): a
+    /// transformers ChineseCLIPModel directory (OFA-Sys Chinese-CLIP: config.json,
+    /// pytorch_model.bin or model.safetensors, vocab.txt, preprocessor_config.json) or its hub
+    /// id, e.g. OFA-Sys/chinese-clip-vit-base-patch16. The family is read from config.json.
+    #[arg(long, global = true, value_name = "DIR|ORG/NAME")]
+    model: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +56,8 @@ struct Cli {
 enum Command {
     /// Tokenize texts with the slow-BertTokenizer-exact tokenizer; one JSON object per text.
     Tokenize(tokenize::TokenizeArgs),
-    /// Apply open_clip's ViT-H-14 image transform; writes float32 [N,3,224,224] .npy.
+    /// Apply open_clip's ViT-H-14 image transform (or --model's preprocessor_config.json);
+    /// writes float32 [N,3,S,S] .npy.
     Preprocess(preprocess::PreprocessArgs),
     /// Embed texts with the text tower; writes float32 [N,1024] .npy.
     EmbedText(embed_text::EmbedTextArgs),
@@ -115,19 +123,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
         precision,
         warm_up: cli.warm_up,
         no_buckets: cli.no_buckets,
+        model: cli.model,
     };
     let mut command = cli.command;
     match &mut command {
-        Command::EmbedText(a) => a.model.run = opts,
-        Command::EmbedImage(a) => a.model.run = opts,
-        Command::ZeroShot(a) => a.clip.set_run(opts),
-        Command::Logits(a) => a.clip.set_run(opts),
+        Command::EmbedText(a) => a.model.run = opts.clone(),
+        Command::EmbedImage(a) => a.model.run = opts.clone(),
+        Command::ZeroShot(a) => a.clip.set_run(&opts),
+        Command::Logits(a) => a.clip.set_run(&opts),
         Command::Search(a) => {
-            a.text.run = opts;
-            a.vision.run = opts;
+            a.text.run = opts.clone();
+            a.vision.run = opts.clone();
         }
+        Command::Tokenize(a) => a.model = opts.model.clone(),
+        Command::Preprocess(a) => a.model = opts.model.clone(),
         Command::Bench(a) => a.weights = device.dense_format(precision),
-        Command::Tokenize(_) | Command::Preprocess(_) | Command::Serve(_) | Command::Index(_) => {}
+        Command::Serve(_) | Command::Index(_) => {}
     }
     match command {
         Command::Tokenize(a) => tokenize::run(a),

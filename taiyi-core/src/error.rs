@@ -111,6 +111,23 @@ pub enum ClipError {
         #[source]
         source: std::io::Error,
     },
+    /// A model directory cannot be used as one (see [`crate::ModelDir::open`]).
+    #[error("model directory {dir}: {message}")]
+    ModelDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A model directory's `config.json` is not valid JSON of the expected shape.
+    #[error("invalid model config {path}")]
+    ModelConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// An input file could not be read through [`crate::input`] (missing, not a regular
     /// file, over its kind's cap, not UTF-8).
     #[error("cannot read {what} {path}")]

@@ -180,6 +180,75 @@ impl HubOptions {
     }
 }
 
+/// Files of a one-directory model repository (transformers `ChineseCLIPModel`) always needed.
+const MODEL_DIR_REQUIRED: &[&str] = &["config.json", "vocab.txt", "preprocessor_config.json"];
+
+impl HubOptions {
+    /// The cache folder of a one-directory model repository `repo` (such as
+    /// `OFA-Sys/chinese-clip-vit-base-patch16`): its weights (the first of
+    /// [`crate::family::MODEL_DIR_WEIGHTS`] that the repository has), `config.json`,
+    /// `vocab.txt` and `preprocessor_config.json` fetched as the Taiyi files are, the
+    /// tokenizer's optional files when present.
+    pub fn model_dir(&self, repo: &str) -> Result<PathBuf, ClipError> {
+        let single: Vec<&str> = crate::family::MODEL_DIR_WEIGHTS
+            .iter()
+            .copied()
+            .filter(|f| !f.ends_with(".index.json"))
+            .collect();
+        let weights = self.first_of(repo, &single)?;
+        for f in MODEL_DIR_REQUIRED {
+            self.first_of(repo, &[f])?;
+        }
+        for f in TEXT_OPTIONAL {
+            self.fetch(repo, f)?;
+        }
+        Ok(weights
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")))
+    }
+}
+
+/// The directory `--model` names: an existing directory as it is, else a hub repository id
+/// (`org/name`) through the cache ([`HubOptions::model_dir`]).
+///
+/// # Errors
+/// [`ClipError::ModelDir`] for a file, or a path that neither exists nor has the form of a
+/// repository id.
+pub fn resolve_model_dir(spec: &Path, hub: &HubOptions) -> Result<PathBuf, ClipError> {
+    if spec.is_dir() {
+        return Ok(spec.to_path_buf());
+    }
+    if spec.exists() {
+        return Err(ClipError::ModelDir {
+            dir: spec.to_path_buf(),
+            message: "is a file: a model is a directory holding config.json, vocab.txt, \
+                      preprocessor_config.json and its weights"
+                .into(),
+        });
+    }
+    let repo = spec
+        .to_str()
+        .filter(|s| is_repo_id(s))
+        .ok_or_else(|| ClipError::ModelDir {
+            dir: spec.to_path_buf(),
+            message: "no such directory, and not a hub repository id (org/name)".into(),
+        })?;
+    hub.model_dir(repo)
+}
+
+/// `org/name` with the characters the hub allows in each part.
+fn is_repo_id(s: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(s.split_once('/'), Some((org, name)) if ok(org) && ok(name))
+}
+
 impl ModelPaths {
     /// Paths from `TAIYI_TEXT_MODEL` and `TAIYI_VISION_MODEL`, each falling back to the hub
     /// (see [`HubOptions::from_env`]) when unset.

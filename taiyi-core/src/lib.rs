@@ -38,6 +38,7 @@ mod commit;
 mod device;
 mod encoders;
 mod error;
+pub mod family;
 pub mod hub;
 mod index;
 mod model;
@@ -61,6 +62,7 @@ pub use encoders::{
     l2_normalize,
 };
 pub use error::{ClipError, error_chain, error_report};
+pub use family::{Family, ModelDir, ModelSource};
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;

@@ -12,6 +12,7 @@ use taiyi_vision::VisionConfig;
 use crate::encoders::{EncodeOptions, ImageEncoder, ImageSource, TextEncoder};
 use crate::hub::{HubOptions, ModelPaths};
 use crate::{ClipError, DeviceSpec, ShapeBuckets, to_array2};
+use crate::{Family, ModelSource};
 
 /// Options for loading a [`ClipModel`].
 #[derive(Debug, Clone)]
@@ -108,6 +109,7 @@ pub struct ClipModel<B: Backend> {
     image: ImageEncoder<B>,
     logit_scale: Option<f32>,
     vision_source: std::path::PathBuf,
+    family: Family,
 }
 
 /// Logits of images against texts.
@@ -181,7 +183,70 @@ impl<B: Backend> ClipModel<B> {
                 .with_batch_size(options.image_batch_size)
                 .with_buckets(options.buckets),
             vision_source: paths.vision_file.clone(),
+            family: Family::Taiyi,
         })
+    }
+
+    /// Load a model of either family ([`ModelSource`]: the Taiyi pair of paths or a
+    /// Chinese-CLIP directory). For a directory, the image architecture comes from its
+    /// `config.json` (`options.vision` is not used) and the transform from its
+    /// `preprocessor_config.json`.
+    ///
+    /// ```no_run
+    /// use burn::backend::Flex;
+    /// use taiyi_core::{ClipModel, ClipOptions, HubOptions, ImageSource, ModelSource};
+    ///
+    /// # fn main() -> Result<(), taiyi_core::ClipError> {
+    /// let device = Default::default();
+    /// let source = ModelSource::resolve(
+    ///     Some("chinese-clip-vit-base-patch16".as_ref()), // or "OFA-Sys/chinese-clip-vit-base-patch16"
+    ///     None,
+    ///     None,
+    ///     &HubOptions::from_env(),
+    /// )?;
+    /// let options = ClipOptions {
+    ///     text_mode: source.family().default_text_mode(),
+    ///     ..ClipOptions::default()
+    /// };
+    /// let model = ClipModel::<Flex>::load_source(&source, &options, &device)?;
+    /// let probs = model.logits(&[ImageSource::from("cat.jpg")], &["猫", "狗"])?.probs()?;
+    /// println!("{probs:.3}");
+    /// # Ok(()) }
+    /// ```
+    pub fn load_source(
+        source: &ModelSource,
+        options: &ClipOptions,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let dir = match source {
+            ModelSource::Taiyi(paths) => return Self::load(paths, options, device),
+            ModelSource::Dir(dir) => dir,
+        };
+        let text = TextEncoder::from_dir_as(&dir.dir, device, options.weights)?
+            .with_mode(options.text_mode)
+            .with_batch_size(options.text_batch_size)
+            .with_buckets(options.buckets);
+        let image = ImageEncoder::from_model_dir_as(dir, device, options.weights)?;
+        let (td, id) = (text.output_dim(), image.output_dim());
+        if td != id {
+            return Err(ClipError::Mismatch {
+                message: format!("the text tower gives {td}-d features, the image tower {id}-d"),
+            });
+        }
+        Ok(Self {
+            text,
+            logit_scale: image.logit_scale(),
+            image: image
+                .with_batch_size(options.image_batch_size)
+                .with_buckets(options.buckets),
+            vision_source: dir.dir.clone(),
+            family: dir.family,
+        })
+    }
+
+    /// The model's family.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Assemble from encoders. `logit_scale` is the stored parameter (before `exp`).
@@ -191,6 +256,7 @@ impl<B: Backend> ClipModel<B> {
             image,
             logit_scale: Some(logit_scale),
             vision_source: std::path::PathBuf::new(),
+            family: Family::Taiyi,
         }
     }
 

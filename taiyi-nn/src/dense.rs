@@ -63,6 +63,50 @@ impl<B: Backend> From<Linear<B>> for Dense<B> {
 }
 
 impl<B: Backend> Dense<B> {
+    /// The layers' outputs side by side: one layer `in -> sum(out_i)` whose output columns are
+    /// those of `parts` in order (HF's separate `q_proj`, `k_proj`, `v_proj` as one fused
+    /// `in_proj`). Biases are concatenated; a part without one contributes zeros, and none
+    /// with a bias gives none.
+    ///
+    /// # Errors
+    /// [`KernelError::BadWeight`] when `parts` is empty, a part is prepacked, or the inputs differ.
+    pub fn concat_outputs(parts: Vec<Dense<B>>) -> Result<Self, KernelError> {
+        let shape_error = |what: String| Err(KernelError::BadWeight { what });
+        let Some(first) = parts.first() else {
+            return shape_error("no layers to concatenate".into());
+        };
+        let [d_in, _] = first.weight.dims();
+        if parts.iter().any(|p| p.packed.is_some()) {
+            return shape_error("cannot concatenate prepacked layers".into());
+        }
+        if let Some(p) = parts.iter().find(|p| p.weight.dims()[0] != d_in) {
+            return shape_error(format!(
+                "layers take {} and {} inputs",
+                d_in,
+                p.weight.dims()[0]
+            ));
+        }
+        let any_bias = parts.iter().any(|p| p.bias.is_some());
+        let mut weights = Vec::with_capacity(parts.len());
+        let mut biases = Vec::with_capacity(parts.len());
+        for part in parts {
+            let weight = part.weight.val();
+            let [_, d_out] = weight.dims();
+            if any_bias {
+                biases.push(match part.bias {
+                    Some(b) => b.val(),
+                    None => Tensor::zeros([d_out], (&weight.device(), weight.dtype())),
+                });
+            }
+            weights.push(weight);
+        }
+        Ok(Self {
+            weight: Param::from_tensor(Tensor::cat(weights, 1)),
+            bias: any_bias.then(|| Param::from_tensor(Tensor::cat(biases, 0))),
+            packed: None,
+        })
+    }
+
     /// The layer applied to the rows of `x`: the bf16 kernel when prepacked, on `Flex` f32 the
     /// workspace's gemm (one gemm into a buffer it owns, the bias added on rayon), else burn's
     /// `Linear` forward.

@@ -11,8 +11,8 @@ use burn::tensor::backend::Backend;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
     BackendTask, Classification, ClipError, ClipOptions, DeviceSpec, EncodeOptions, ImageEncoder,
-    ImageSource, Precision, Prediction, ShapeBuckets, TextEncoder, TextMode, VisionConfig,
-    ZeroShotClassifier, logits_from_features, to_array2, to_vec,
+    ImageSource, ModelDir, Precision, Prediction, ShapeBuckets, TextEncoder, TextMode,
+    VisionConfig, ZeroShotClassifier, logits_from_features, to_array2, to_vec,
 };
 
 /// Row-major `f32` values and their `[rows, cols]` shape, ready for numpy.
@@ -21,6 +21,9 @@ pub type Matrix = (Vec<f32>, [usize; 2]);
 /// What `ClipModel(...)` was given, resolved when a tower is first needed.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// A one-directory model (Chinese-CLIP), opened: both towers come from it, and the
+    /// other paths are unused.
+    pub model: Option<ModelDir>,
     /// Explicit HF text directory (else `$TAIYI_TEXT_MODEL`, else the hub).
     pub text_model: Option<PathBuf>,
     /// Explicit open_clip checkpoint (else `$TAIYI_VISION_MODEL`, else the hub).
@@ -99,8 +102,12 @@ impl<B: Backend> Towers<B> {
         if let Some(t) = slot.as_ref() {
             return Ok(Arc::clone(t));
         }
-        let dir =
-            hub::resolve_text_dir(self.settings.text_model.as_deref(), &HubOptions::from_env())?;
+        let dir = match &self.settings.model {
+            Some(model) => model.dir.clone(),
+            None => {
+                hub::resolve_text_dir(self.settings.text_model.as_deref(), &HubOptions::from_env())?
+            }
+        };
         let enc = TextEncoder::from_dir_as(&dir, &self.device, self.options.weights)?
             .with_mode(self.options.text_mode)
             .with_batch_size(self.options.text_batch_size)
@@ -115,16 +122,25 @@ impl<B: Backend> Towers<B> {
         if let Some(i) = slot.as_ref() {
             return Ok(Arc::clone(i));
         }
-        let file = hub::resolve_vision_file(
-            self.settings.vision_model.as_deref(),
-            &HubOptions::from_env(),
-        )?;
-        let encoder = ImageEncoder::from_file_as(
-            &file,
-            &self.options.vision,
-            &self.device,
-            self.options.weights,
-        )?;
+        let (encoder, file) = match &self.settings.model {
+            Some(model) => (
+                ImageEncoder::from_model_dir_as(model, &self.device, self.options.weights)?,
+                model.dir.clone(),
+            ),
+            None => {
+                let file = hub::resolve_vision_file(
+                    self.settings.vision_model.as_deref(),
+                    &HubOptions::from_env(),
+                )?;
+                let encoder = ImageEncoder::from_file_as(
+                    &file,
+                    &self.options.vision,
+                    &self.device,
+                    self.options.weights,
+                )?;
+                (encoder, file)
+            }
+        };
         let logit_scale = encoder.logit_scale();
         let image = Arc::new(Image {
             encoder: encoder

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple};
 use taiyi_core::hub::{self, HubOptions};
-use taiyi_core::{BertTokenizer, CHINESE_TEMPLATES, ClipError, DeviceSpec, Precision, TextMode};
+use taiyi_core::{
+    BertTokenizer, CHINESE_TEMPLATES, ClipError, DeviceSpec, Family, ModelDir, Precision, TextMode,
+};
 use taiyi_preprocess::tokenizer::{Padding, Truncation};
 
 use crate::convert;
@@ -36,6 +38,7 @@ pub struct ClipModel {
     precision: Precision,
     text_mode: TextMode,
     vision_arch: String,
+    family: Family,
 }
 
 impl ClipModel {
@@ -100,7 +103,7 @@ impl ClipModel {
     #[new]
     #[pyo3(signature = (
         text_model=None, vision_model=None, vision_arch="ViT-H-14", device="cpu",
-        precision="f32", text_mode="masked", batch_size=None, text_batch_size=None
+        precision="f32", text_mode="masked", batch_size=None, text_batch_size=None, model=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -113,12 +116,32 @@ impl ClipModel {
         text_mode: &str,
         batch_size: Option<usize>,
         text_batch_size: Option<usize>,
+        model: Option<PathBuf>,
     ) -> PyResult<Self> {
         let parsed = (|| -> Result<_, ClipError> {
+            let model = match model {
+                Some(_) if text_model.is_some() || vision_model.is_some() => {
+                    return Err(ClipError::Mismatch {
+                        message: "model= names the whole model: give it without text_model / \
+                                  vision_model"
+                            .to_string(),
+                    });
+                }
+                Some(spec) => Some(ModelDir::open(hub::resolve_model_dir(
+                    &spec,
+                    &HubOptions::from_env(),
+                )?)?),
+                None => None,
+            };
+            let vision = match &model {
+                Some(m) => m.vision.clone(),
+                None => taiyi_core::arch::vision_config(vision_arch)?,
+            };
             let settings = Settings {
+                model,
                 text_model: text_model.clone(),
                 vision_model,
-                vision: taiyi_core::arch::vision_config(vision_arch)?,
+                vision,
                 text_mode: self::text_mode(text_mode)?,
                 image_batch_size: batch_size,
                 text_batch_size,
@@ -131,6 +154,10 @@ impl ClipModel {
         })();
         let (settings, device, precision) = parsed.map_err(|e| errors::to_py(py, &e))?;
         let mode = settings.text_mode;
+        let (family, text_model, vision_arch) = match &settings.model {
+            Some(m) => (m.family, Some(m.dir.clone()), "config.json".to_string()),
+            None => (Family::Taiyi, text_model, vision_arch.to_string()),
+        };
         let engine = py
             .detach(|| engine::open(settings, device, precision))
             .map_err(|e| errors::to_py(py, &e))?;
@@ -141,7 +168,8 @@ impl ClipModel {
             device,
             precision,
             text_mode: mode,
-            vision_arch: vision_arch.to_string(),
+            vision_arch,
+            family,
         })
     }
 
@@ -287,7 +315,14 @@ impl ClipModel {
         self.text_mode.name()
     }
 
-    /// The image-tower architecture as given.
+    /// The model family: `taiyi`, or `chinese-clip` for a `model=` Chinese-CLIP directory.
+    #[getter]
+    fn family(&self) -> &'static str {
+        self.family.name()
+    }
+
+    /// The image-tower architecture: the open_clip name given, or `config.json` for a
+    /// `model=` directory.
     #[getter]
     fn vision_arch(&self) -> String {
         self.vision_arch.clone()

@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
         addr: ([127, 0, 0, 1], port).into(),
         model_info: ModelInfo {
+            family: "taiyi".into(),
             text_model: text_dir.display().to_string(),
             vision_model: vision_file.display().to_string(),
             vision_arch: arch_name,

@@ -141,6 +141,8 @@ pub const DEFAULT_LABEL_CACHE: usize = 4096;
 /// Where the model came from, for `/info`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// The model family (`taiyi`, `chinese-clip`).
+    pub family: String,
     /// The text-tower directory.
     pub text_model: String,
     /// The image-tower checkpoint.

@@ -77,16 +77,16 @@ pub use metrics::Metrics;
 pub use server::{RunningServer, serve, spawn};
 
 use burn::tensor::backend::Backend;
-use taiyi_core::{BackendTask, ClipError, ClipModel, ClipOptions, ModelPaths};
+use taiyi_core::{BackendTask, ClipError, ClipModel, ClipOptions, ModelSource};
 
 /// [`serve`] as a [`BackendTask`], for [`taiyi_core::DeviceSpec::run`]: loads the model from
-/// `paths` with `options` on the chosen backend and serves it until SIGINT/SIGTERM.
+/// `source` with `options` on the chosen backend and serves it until SIGINT/SIGTERM.
 #[derive(Debug, Clone)]
 pub struct ServeTask {
     /// Address, limits, batching.
     pub config: ServerConfig,
-    /// The model files.
-    pub paths: ModelPaths,
+    /// The model files (either family).
+    pub source: ModelSource,
     /// Text mode (use `TextMode::Masked` for batch-invariant vectors), batch sizes, vision
     /// architecture.
     pub options: ClipOptions,
@@ -111,9 +111,9 @@ impl BackendTask for ServeTask {
     type Error = ServeTaskError;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<(), ServeTaskError> {
-        let (paths, options, warm) = (self.paths, self.options, self.warm_up_tokens);
+        let (source, options, warm) = (self.source, self.options, self.warm_up_tokens);
         serve::<B, _>(self.config, move || {
-            let model = ClipModel::<B>::load(&paths, &options, &device)?;
+            let model = ClipModel::<B>::load_source(&source, &options, &device)?;
             if let Some(tokens) = warm {
                 model.warm_up(tokens)?;
             }

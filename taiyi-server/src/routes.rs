@@ -317,6 +317,7 @@ pub(crate) async fn info(State(app): App) -> Response {
     Json(json!({
         "model": c.model_name,
         "version": env!("CARGO_PKG_VERSION"),
+        "family": c.model_info.family,
         "text_model": c.model_info.text_model,
         "vision_model": c.model_info.vision_model,
         "vision_arch": c.model_info.vision_arch,

@@ -47,6 +47,34 @@ pub struct BertConfig {
     /// named.
     #[config(default = "AttentionKernel::Matmul")]
     pub attention_kernel: AttentionKernel,
+    /// What the text feature is: Taiyi's pooler or Chinese-CLIP's projected `[CLS]` row.
+    #[config(default = "TextHead::Pooler")]
+    pub head: TextHead,
+}
+
+/// The text feature a [`crate::BertModel`] returns as `pooler_output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TextHead {
+    /// `tanh(pooler.dense(h_[CLS]))`, `hidden_size` wide: HF `BertModel`'s pooler output, the
+    /// Taiyi text feature.
+    #[default]
+    Pooler,
+    /// `text_projection(h_[CLS])` (a bias-free linear to `dim`), no pooler: the text feature of
+    /// transformers' `ChineseCLIPModel` (`text_outputs[0][:, 0, :]` through `text_projection`).
+    ClsProjection {
+        /// Output width (the model's `projection_dim`).
+        dim: usize,
+    },
+}
+
+impl TextHead {
+    /// Width of the text feature of a model `hidden` wide.
+    pub fn output_dim(self, hidden: usize) -> usize {
+        match self {
+            TextHead::Pooler => hidden,
+            TextHead::ClsProjection { dim } => dim,
+        }
+    }
 }
 
 impl BertConfig {
@@ -80,7 +108,11 @@ impl BertConfig {
         let emb =
             (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
         let layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h;
-        emb + self.num_hidden_layers * layer + h * h + h
+        let head = match self.head {
+            TextHead::Pooler => h * h + h,
+            TextHead::ClsProjection { dim } => h * dim,
+        };
+        emb + self.num_hidden_layers * layer + head
     }
 
     /// Check that the sizes are usable (non-zero, heads dividing the width).
@@ -110,6 +142,9 @@ impl BertConfig {
                 "pad_token_id {} is outside the vocabulary ({} ids)",
                 self.pad_token_id, self.vocab_size
             ));
+        }
+        if self.head == (TextHead::ClsProjection { dim: 0 }) {
+            return bad("the text projection's dim must be > 0".to_string());
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return bad(format!(
@@ -208,9 +243,10 @@ impl TryFrom<HfBertConfig> for BertConfig {
         }
         if let Some(m) = &hf.model_type
             && m != "bert"
+            && m != "chinese_clip_text_model"
         {
             return bad(format!(
-                "model_type \"{m}\" is not supported (only \"bert\"; RoBERTa offsets positions)"
+                "model_type \"{m}\" is not supported (only \"bert\" and \"chinese_clip_text_model\"; RoBERTa offsets positions)"
             ));
         }
         if hf.is_decoder {
@@ -230,6 +266,7 @@ impl TryFrom<HfBertConfig> for BertConfig {
             layer_norm_eps: hf.layer_norm_eps,
             pad_token_id: hf.pad_token_id.unwrap_or(0),
             attention_kernel: AttentionKernel::Matmul,
+            head: TextHead::Pooler,
         };
         cfg.validate()?;
         Ok(cfg)

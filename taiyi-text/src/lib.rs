@@ -30,8 +30,10 @@ mod mode;
 mod model;
 mod packed;
 
-pub use config::{BertConfig, HfBertConfig};
-pub use load::{IGNORE, REMAP, RENAMES, WEIGHT_FILES, read_config};
+pub use config::{BertConfig, HfBertConfig, TextHead};
+pub use load::{
+    CHINESE_CLIP_IGNORE, CHINESE_CLIP_REMAP, IGNORE, REMAP, RENAMES, WEIGHT_FILES, read_config,
+};
 pub use mode::TextMode;
 pub use model::{
     BertAttention, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel, BertOutput,

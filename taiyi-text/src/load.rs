@@ -6,7 +6,7 @@ use burn::tensor::Element;
 use burn::tensor::backend::Backend;
 use taiyi_store::{Checkpoint, LoadSpec, find_in_dir};
 
-use crate::{BertConfig, BertModel, DenseFormat, HfBertConfig, TextError};
+use crate::{BertConfig, BertModel, DenseFormat, HfBertConfig, TextError, TextHead};
 
 /// Weight files tried by [`BertModel::from_pretrained_dir`], in order.
 pub const WEIGHT_FILES: &[&str] = &[
@@ -33,7 +33,59 @@ pub const REMAP: &[(&str, &str)] = &[(r"^bert\.", "")];
 /// error.
 pub const IGNORE: &[&str] = &[r"^(bert\.)?embeddings\.position_ids$", r"^cls\."];
 
-/// Read and check a Hugging Face `config.json`.
+/// Structural key rewrites of a transformers `ChineseCLIPModel` checkpoint's text tower:
+/// `text_model.` is dropped (`text_projection.weight` keeps its name: the model's field).
+pub const CHINESE_CLIP_REMAP: &[(&str, &str)] = &[(r"^text_model\.", "")];
+
+/// What the text tower leaves of a `ChineseCLIPModel` checkpoint: the image tower and its
+/// projection, `logit_scale` (read by the image side), the legacy `position_ids` /
+/// `token_type_ids` buffers, and a pooler (`ChineseCLIPModel` builds its text model without
+/// one; a checkpoint converted with one does not use it).
+pub const CHINESE_CLIP_IGNORE: &[&str] = &[
+    r"^vision_model\.",
+    r"^visual_projection\.weight$",
+    r"^logit_scale$",
+    r"^text_model\.embeddings\.(position_ids|token_type_ids)$",
+    r"^text_model\.pooler\.",
+];
+
+/// The top level of a `config.json`, to tell a BERT config from a `ChineseCLIPConfig`.
+#[derive(serde::Deserialize)]
+struct ConfigKind {
+    #[serde(default)]
+    model_type: Option<String>,
+    #[serde(default)]
+    text_config: Option<serde_json::Value>,
+    #[serde(default)]
+    text_config_dict: Option<serde_json::Value>,
+    #[serde(default)]
+    projection_dim: Option<usize>,
+}
+
+/// The text tower of a transformers `ChineseCLIPConfig` (`model_type` `chinese_clip`): its
+/// `text_config` (or the legacy `text_config_dict`, which transformers prefers) with a
+/// [`TextHead::ClsProjection`] of `projection_dim` (default 512, as transformers).
+fn chinese_clip_text(kind: ConfigKind, path: &Path) -> Result<BertConfig, TextError> {
+    let Some(text) = kind.text_config_dict.or(kind.text_config) else {
+        return Err(TextError::UnsupportedConfig {
+            message: "a chinese_clip config.json without text_config".to_string(),
+        });
+    };
+    let text: HfBertConfig =
+        serde_json::from_value(text).map_err(|source| TextError::ConfigJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let config = BertConfig::try_from(text)?.with_head(TextHead::ClsProjection {
+        dim: kind.projection_dim.unwrap_or(512),
+    });
+    config.validate()?;
+    Ok(config)
+}
+
+/// Read and check a Hugging Face `config.json`: a BERT config (the Taiyi text tower), or a
+/// transformers `ChineseCLIPConfig` (`model_type` `chinese_clip`), whose `text_config` and
+/// `projection_dim` describe the text tower with a [`TextHead::ClsProjection`] head.
 pub fn read_config(path: &Path) -> Result<BertConfig, TextError> {
     let kind = taiyi_store::input::InputKind::JSON_CONFIG;
     let text = taiyi_store::input::read_input_to_string(path, kind).map_err(|source| {
@@ -42,11 +94,17 @@ pub fn read_config(path: &Path) -> Result<BertConfig, TextError> {
             source,
         }
     })?;
-    let hf = HfBertConfig::from_json(&text).map_err(|source| TextError::ConfigJson {
+    let json_error = |source| TextError::ConfigJson {
         path: path.to_path_buf(),
         source,
-    })?;
-    BertConfig::try_from(hf).map_err(|e| match e {
+    };
+    let kind: ConfigKind = serde_json::from_str(&text).map_err(json_error)?;
+    let config = if kind.model_type.as_deref() == Some("chinese_clip") {
+        chinese_clip_text(kind, path)
+    } else {
+        BertConfig::try_from(HfBertConfig::from_json(&text).map_err(json_error)?)
+    };
+    config.map_err(|e| match e {
         TextError::UnsupportedConfig { message } => TextError::UnsupportedConfig {
             message: format!("{}: {message}", path.display()),
         },
@@ -148,11 +206,7 @@ impl<B: Backend> BertModel<B> {
         let mut model = ckpt
             .load_into_with_dtypes::<B, _>(
                 model,
-                &LoadSpec {
-                    renames: RENAMES,
-                    remap: REMAP,
-                    ignore: IGNORE,
-                },
+                &config.load_spec(),
                 float,
                 format.load_dtype(float),
             )
@@ -161,5 +215,25 @@ impl<B: Backend> BertModel<B> {
             model.prepack_bf16().map_err(TextError::Bf16)?;
         }
         Ok(model)
+    }
+}
+
+impl BertConfig {
+    /// How a checkpoint's keys meet this model: HF `BertModel` keys ([`REMAP`], [`IGNORE`])
+    /// for the pooler head, a `ChineseCLIPModel` checkpoint's ([`CHINESE_CLIP_REMAP`],
+    /// [`CHINESE_CLIP_IGNORE`]) for the projection head; [`RENAMES`] for both.
+    pub fn load_spec(&self) -> LoadSpec<'static> {
+        match self.head {
+            TextHead::Pooler => LoadSpec {
+                renames: RENAMES,
+                remap: REMAP,
+                ignore: IGNORE,
+            },
+            TextHead::ClsProjection { .. } => LoadSpec {
+                renames: RENAMES,
+                remap: CHINESE_CLIP_REMAP,
+                ignore: CHINESE_CLIP_IGNORE,
+            },
+        }
     }
 }

@@ -14,14 +14,16 @@ use taiyi_nn::{
     linear_rows_then,
 };
 
-use crate::{BertConfig, TextError};
+use crate::{BertConfig, TextError, TextHead};
 
 /// Outputs of [`BertModel::forward`].
 #[derive(Debug, Clone)]
 pub struct BertOutput<B: Backend> {
     /// Hidden states of the last layer, `[batch, seq, hidden]`.
     pub last_hidden_state: Tensor<B, 3>,
-    /// `tanh(dense(last_hidden_state[:, 0]))`, `[batch, hidden]`: the Taiyi text feature.
+    /// The text feature, `[batch, dim]`, as the config's [`TextHead`] says: the pooler
+    /// `tanh(dense(last_hidden_state[:, 0]))` (Taiyi, `dim = hidden`), or
+    /// `text_projection(last_hidden_state[:, 0])` (Chinese-CLIP, `dim = projection_dim`).
     pub pooler_output: Tensor<B, 2>,
 }
 
@@ -212,8 +214,11 @@ pub struct BertModel<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     /// `encoder`.
     pub encoder: BertEncoder<B>,
-    /// `pooler`.
-    pub pooler: BertPooler<B>,
+    /// `pooler` ([`TextHead::Pooler`]; absent in Chinese-CLIP).
+    pub pooler: Option<BertPooler<B>>,
+    /// `text_projection` ([`TextHead::ClsProjection`]: bias-free, `hidden -> dim`; a key of
+    /// `ChineseCLIPModel` beside `text_model.*`).
+    pub text_projection: Option<Dense<B>>,
     max_positions: usize,
     vocab_size: usize,
     pad_token_id: usize,
@@ -271,8 +276,14 @@ impl BertConfig {
         BertModel {
             embeddings,
             encoder: BertEncoder { layer },
-            pooler: BertPooler {
+            pooler: (self.head == TextHead::Pooler).then(|| BertPooler {
                 dense: linear(h, h, device),
+            }),
+            text_projection: match self.head {
+                TextHead::Pooler => None,
+                TextHead::ClsProjection { dim } => {
+                    Some(DenseConfig::new(h, dim).with_bias(false).init(device))
+                }
             },
             max_positions: self.max_position_embeddings,
             vocab_size: self.vocab_size,
@@ -303,7 +314,41 @@ impl<B: Backend> BertModel<B> {
                 dense.prepack_bf16()?;
             }
         }
-        self.pooler.dense.prepack_bf16()
+        for dense in self.head_layers_mut() {
+            dense.prepack_bf16()?;
+        }
+        Ok(())
+    }
+
+    /// The head's linear layers (the pooler's `dense`, `text_projection`).
+    fn head_layers_mut(&mut self) -> impl Iterator<Item = &mut Dense<B>> {
+        self.pooler
+            .as_mut()
+            .map(|p| &mut p.dense)
+            .into_iter()
+            .chain(self.text_projection.as_mut())
+    }
+
+    /// The text feature of the `[CLS]` rows, as the head says (see
+    /// [`BertOutput::pooler_output`]).
+    ///
+    /// # Shapes
+    /// `cls`: `[batch, hidden]` → `[batch, dim]`.
+    pub fn head_forward(&self, cls: Tensor<B, 2>) -> Tensor<B, 2> {
+        match (&self.pooler, &self.text_projection) {
+            (Some(pooler), _) => pooler.forward_cls(cls),
+            (None, Some(projection)) => projection.forward(cls),
+            // A model built by `BertConfig::init` has one of the two.
+            (None, None) => cls,
+        }
+    }
+
+    /// Width of the text feature.
+    pub fn output_dim(&self) -> usize {
+        match (&self.pooler, &self.text_projection) {
+            (None, Some(projection)) => projection.dims().1,
+            _ => self.embeddings.word_embeddings.weight.dims()[1],
+        }
     }
 
     /// Weights held prepacked in bf16 (elements; 0 unless [`Self::prepack_bf16`] ran).
@@ -322,7 +367,8 @@ impl<B: Backend> BertModel<B> {
                     &l.output.dense,
                 ]
             })
-            .chain([&self.pooler.dense])
+            .chain(self.pooler.as_ref().map(|p| &p.dense))
+            .chain(self.text_projection.as_ref())
             .filter_map(|d| d.packed().map(|p| p.k() * p.n()))
             .sum()
     }
@@ -393,7 +439,8 @@ impl<B: Backend> BertModel<B> {
         for layer in &self.encoder.layer {
             x = layer.forward(x, bias.clone());
         }
-        let pooler_output = self.pooler.forward(x.clone());
+        let [b, _, h] = x.dims();
+        let pooler_output = self.head_forward(x.clone().slice([0..b, 0..1, 0..h]).reshape([b, h]));
         BertOutput {
             last_hidden_state: x,
             pooler_output,

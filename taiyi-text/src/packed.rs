@@ -73,7 +73,7 @@ impl<B: Backend> BertModel<B> {
         let cls = x.clone().reshape([total, hidden]).select(0, starts);
         BertOutput {
             last_hidden_state: x,
-            pooler_output: self.pooler.forward_cls(cls),
+            pooler_output: self.head_forward(cls),
         }
     }
 }

@@ -25,10 +25,15 @@
 //! ```
 
 mod config;
+mod hf;
 mod load;
 mod model;
 
 pub use config::VisionConfig;
+pub use hf::{
+    HF_CLIP_IGNORE, HfAttention, HfClipVision, HfClipVisionConfig, HfEncoder, HfEncoderLayer,
+    HfMlp, HfVisionEmbeddings, HfVisionModel,
+};
 pub use load::{LoadedVision, MAX_ABS_LOGIT_SCALE, OPEN_CLIP_WEIGHT_FILES, open_clip_weights_in};
 pub use model::{Attention, Mlp, ResidualAttentionBlock, Transformer, VisionTransformer};
 /// The shared tower pieces, re-exported: the MLP activation and the attention kernel choice.

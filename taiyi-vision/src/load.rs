@@ -115,29 +115,7 @@ impl<B: Backend> VisionTransformer<B> {
             taiyi_nn::CpuKernel::selected()?;
         }
         let path = ckpt.source().to_path_buf();
-        let logit_scale = if ckpt.contains("logit_scale") {
-            let values = ckpt.take_f32("logit_scale")?;
-            match values.as_slice() {
-                [v] if v.is_finite() && v.abs() <= MAX_ABS_LOGIT_SCALE => Some(*v),
-                [v] if v.is_finite() => {
-                    return Err(VisionError::LogitScale {
-                        path,
-                        message: format!(
-                            "{v} gives a temperature exp({v}) = {:e}, outside [1e-4, 1e4]",
-                            v.exp()
-                        ),
-                    });
-                }
-                _ => {
-                    return Err(VisionError::LogitScale {
-                        path,
-                        message: format!("{} value(s): {values:?}", values.len()),
-                    });
-                }
-            }
-        } else {
-            None
-        };
+        let logit_scale = take_logit_scale(&mut ckpt)?;
         let visual = if ckpt.keys().any(|k| k.starts_with("visual.")) {
             let visual = ckpt.split_prefix("visual.");
             let unexpected: Vec<String> = ckpt
@@ -188,5 +166,30 @@ impl<B: Backend> VisionTransformer<B> {
             model.prepack_bf16()?;
         }
         Ok(LoadedVision { model, logit_scale })
+    }
+}
+
+/// `logit_scale` taken out of `ckpt` when present: one finite value within
+/// [`MAX_ABS_LOGIT_SCALE`], else [`VisionError::LogitScale`].
+pub(crate) fn take_logit_scale(ckpt: &mut Checkpoint) -> Result<Option<f32>, VisionError> {
+    let path = ckpt.source().to_path_buf();
+    if ckpt.contains("logit_scale") {
+        let values = ckpt.take_f32("logit_scale")?;
+        match values.as_slice() {
+            [v] if v.is_finite() && v.abs() <= MAX_ABS_LOGIT_SCALE => Ok(Some(*v)),
+            [v] if v.is_finite() => Err(VisionError::LogitScale {
+                path,
+                message: format!(
+                    "{v} gives a temperature exp({v}) = {:e}, outside [1e-4, 1e4]",
+                    v.exp()
+                ),
+            }),
+            _ => Err(VisionError::LogitScale {
+                path,
+                message: format!("{} value(s): {values:?}", values.len()),
+            }),
+        }
+    } else {
+        Ok(None)
     }
 }

@@ -29,6 +29,22 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
+    /// Assemble from the fused input projection (`width -> 3 * width`, columns q, k, v) and
+    /// the output projection.
+    pub(crate) fn new(
+        in_proj: Dense<B>,
+        out_proj: Dense<B>,
+        heads: usize,
+        kernel: AttentionKernel,
+    ) -> Self {
+        Self {
+            in_proj,
+            out_proj,
+            heads,
+            kernel,
+        }
+    }
+
     /// Self-attention over every image's tokens.
     ///
     /// # Shapes
@@ -52,6 +68,15 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
+    /// Assemble from its two layers.
+    pub(crate) fn new(c_fc: Dense<B>, c_proj: Dense<B>, activation: Activation) -> Self {
+        Self {
+            c_fc,
+            c_proj,
+            activation,
+        }
+    }
+
     /// `c_proj(activation(c_fc(x)))`.
     ///
     /// # Shapes
@@ -114,9 +139,9 @@ pub struct VisionTransformer<B: Backend> {
     /// transpose).
     pub proj: Param<Tensor<B, 2>>,
     #[module(skip)]
-    image_size: usize,
+    pub(crate) image_size: usize,
     #[module(skip)]
-    output_dim: usize,
+    pub(crate) output_dim: usize,
 }
 
 impl VisionConfig {

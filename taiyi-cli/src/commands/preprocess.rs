@@ -16,6 +16,10 @@ pub(crate) struct PreprocessArgs {
     /// Output .npy file.
     #[arg(long, value_name = "FILE.npy")]
     out: PathBuf,
+    /// The global `--model`: its directory's `preprocessor_config.json` transform instead of
+    /// open_clip's ViT-H-14 one; handed over by `main`.
+    #[arg(skip)]
+    pub(crate) model: Option<PathBuf>,
 }
 
 /// Images transformed at once: the output is streamed to the file chunk by chunk, so memory
@@ -23,7 +27,14 @@ pub(crate) struct PreprocessArgs {
 const CHUNK: usize = 64;
 
 pub(crate) fn run(a: PreprocessArgs) -> Result<(), CliError> {
-    let t = ImageTransform::open_clip_vit_h_14();
+    let t = match &a.model {
+        Some(spec) => {
+            let dir =
+                taiyi_core::hub::resolve_model_dir(spec, &taiyi_core::HubOptions::from_env())?;
+            taiyi_core::ModelDir::open(dir)?.image_transform()?
+        }
+        None => ImageTransform::open_clip_vit_h_14(),
+    };
     let s = t.image_size();
     let n = a.images.len();
     let mut out = npy::NpyWriter::create(&a.out, &[n, 3, s, s])?;

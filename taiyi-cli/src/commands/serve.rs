@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use taiyi_core::hub::HubOptions;
-use taiyi_core::{ClipOptions, CpuKernel, DenseFormat, ModelPaths, Precision, TextMode};
+use taiyi_core::{ClipOptions, CpuKernel, DenseFormat, ModelSource, Precision, TextMode};
 use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig, Timeouts};
 
 use crate::args::{RunOptions, WARM_UP_TOKENS};
@@ -138,15 +137,17 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
             path: npy.clone(),
         });
     }
-    let paths = ModelPaths::resolve(
-        a.text_model.as_deref(),
-        a.vision_model.as_deref(),
-        &HubOptions::from_env(),
-    )?;
-    let text_mode = a.mode;
+    let source = run.source(a.text_model.as_deref(), a.vision_model.as_deref())?;
+    let (vision, vision_arch) = match &source {
+        ModelSource::Dir(dir) => (dir.vision.clone(), "config.json".to_string()),
+        ModelSource::Taiyi(_) => (
+            taiyi_core::arch::vision_config(&a.vision_arch)?,
+            a.vision_arch,
+        ),
+    };
     let options = ClipOptions {
-        vision: taiyi_core::arch::vision_config(&a.vision_arch)?,
-        text_mode,
+        vision,
+        text_mode: a.mode,
         ..run.options(a.text_batch_size, a.image_batch_size)
     };
     if let Some(shared) = &config.index {
@@ -160,9 +161,10 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
         }
     }
     config.model_info = ModelInfo {
-        text_model: paths.text_dir.display().to_string(),
-        vision_model: paths.vision_file.display().to_string(),
-        vision_arch: a.vision_arch,
+        family: source.family().to_string(),
+        text_model: source.text_dir().display().to_string(),
+        vision_model: source.vision_path().display().to_string(),
+        vision_arch,
         device: run.device.to_string(),
         precision: precision.to_string(),
         cpu_kernel: (options.weights == DenseFormat::PackedBf16).then(|| {
@@ -173,7 +175,7 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
     };
     let task = ServeTask {
         config,
-        paths,
+        source,
         options,
         warm_up_tokens: run.warm_up.then_some(WARM_UP_TOKENS),
     };

@@ -17,7 +17,7 @@ pub(crate) struct TokenizeArgs {
         long,
         value_name = "FILE",
         conflicts_with = "model_dir",
-        required_unless_present = "model_dir"
+        required_unless_present_any = ["model_dir", "model"]
     )]
     vocab: Option<PathBuf>,
     /// HF model directory (vocab.txt + tokenizer_config.json).
@@ -39,9 +39,22 @@ pub(crate) struct TokenizeArgs {
     mode: Option<TextMode>,
     #[command(flatten)]
     input: TextsInput,
+    /// The global `--model` (its directory's tokenizer), handed over by `main`.
+    #[arg(skip)]
+    pub(crate) model: Option<PathBuf>,
 }
 
-pub(crate) fn run(a: TokenizeArgs) -> Result<(), CliError> {
+pub(crate) fn run(mut a: TokenizeArgs) -> Result<(), CliError> {
+    if let Some(spec) = a.model.take() {
+        if a.vocab.is_some() || a.model_dir.is_some() {
+            return Err(CliError::Usage(
+                "--model names the tokenizer's directory: give it without --vocab / --model-dir"
+                    .into(),
+            ));
+        }
+        let dir = taiyi_core::hub::resolve_model_dir(&spec, &taiyi_core::HubOptions::from_env())?;
+        a.model_dir = Some(dir);
+    }
     let tok = match (&a.vocab, &a.model_dir) {
         (Some(v), _) => BertTokenizer::from_vocab_file(v, Default::default())?,
         (None, Some(d)) => BertTokenizer::from_model_dir(d)?,

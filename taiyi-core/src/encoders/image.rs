@@ -87,6 +87,23 @@ impl<B: Backend> ImageEncoder<B> {
         Ok(encoder)
     }
 
+    /// Load the image tower of a one-directory model ([`ModelDir`](crate::ModelDir):
+    /// a transformers `ChineseCLIPModel` checkpoint's `vision_model.*` and
+    /// `visual_projection`) with the directory's `preprocessor_config.json` transform. The
+    /// checkpoint's `logit_scale` is kept ([`ImageEncoder::logit_scale`]).
+    pub fn from_model_dir_as(
+        dir: &crate::ModelDir,
+        device: &B::Device,
+        weights: DenseFormat,
+    ) -> Result<Self, ClipError> {
+        let transform = dir.image_transform()?;
+        let ckpt = taiyi_store::Checkpoint::open(dir.weights()?)?;
+        let loaded = VisionTransformer::load_hf_clip_as(ckpt, &dir.vision, device, weights)?;
+        let mut encoder = Self::new(loaded.model, transform, device.clone());
+        encoder.logit_scale = loaded.logit_scale;
+        Ok(encoder)
+    }
+
     /// The `logit_scale` of the checkpoint this encoder was loaded from, as stored (before
     /// `exp`); `None` for a checkpoint without one or an encoder assembled with
     /// [`ImageEncoder::new`].
@@ -137,6 +154,11 @@ impl<B: Backend> ImageEncoder<B> {
     /// The ViT tower.
     pub fn model(&self) -> &VisionTransformer<B> {
         &self.model
+    }
+
+    /// Width of the image features.
+    pub fn output_dim(&self) -> usize {
+        self.model.output_dim()
     }
 
     /// The device the tower lives on.

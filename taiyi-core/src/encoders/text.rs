@@ -137,6 +137,11 @@ impl<B: Backend> TextEncoder<B> {
         &self.model
     }
 
+    /// Width of the text features (1024 for Taiyi, the `projection_dim` for Chinese-CLIP).
+    pub fn output_dim(&self) -> usize {
+        self.model.output_dim()
+    }
+
     /// The device the tower lives on.
     pub fn device(&self) -> &B::Device {
         &self.device

@@ -144,9 +144,32 @@ pub enum ImageError {
         /// The variable's value.
         value: String,
     },
-    /// An invalid transform configuration (e.g. image size 0, non-positive std).
+    /// An invalid transform configuration (e.g. image size 0, non-positive std), or an image
+    /// processor configuration this port refuses (see
+    /// [`ImageTransform::from_hf_processor`](super::ImageTransform::from_hf_processor)).
     #[error("invalid image transform configuration: {0}")]
     InvalidConfig(String),
+    /// An image processor configuration file (`preprocessor_config.json`) could not be read
+    /// (missing, not a regular file, too large, not UTF-8).
+    #[error("cannot read image processor config {path}")]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Why (the error names the path).
+        #[source]
+        source: taiyi_store::input::InputError,
+    },
+    /// An image processor configuration is not valid JSON, or a field has the wrong type or
+    /// form (a size dict with unknown keys, a non-integer size, `null` where transformers
+    /// needs a value, ...).
+    #[error("{origin}: invalid image processor config")]
+    ConfigJson {
+        /// The file, or `<json>` for text given in memory.
+        origin: String,
+        /// The parser's error (with line and column).
+        #[source]
+        source: serde_json::Error,
+    },
     /// A batch call was given no images.
     #[error("empty batch: no images to preprocess")]
     EmptyBatch,

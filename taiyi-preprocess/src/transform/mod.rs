@@ -9,11 +9,18 @@
 //! for JPEG with the default `libjpeg` feature ([`JpegDecoder`]; zune-jpeg without it, up to
 //! 5 u8 levels off), for GIF and palette BMP (read in Pillow's `1` / `L` / `P` modes).
 //! Concurrent decodes share a memory cap ([`DecodeBudget`]).
+//!
+//! [`ImageTransform::from_hf_processor`] builds instead the transform of transformers'
+//! `ChineseCLIPImageProcessor` (the OFA-Sys Chinese-CLIP models) from its
+//! `preprocessor_config.json` ([`HfImageProcessorConfig`]): `convert("RGB")` first, a resize to
+//! exactly the configured height and width (no aspect kept), an optional floor-offset center
+//! crop, then rescale + normalize as numpy computes them; bit-exact on its `pixel_values`.
 
 mod apply;
 mod budget;
 mod decode;
 mod error;
+mod hf;
 mod indexed;
 mod input;
 mod jpeg;
@@ -28,6 +35,7 @@ use image::DynamicImage;
 
 pub use budget::{DECODE_MEMORY_ENV, DEFAULT_DECODE_MEMORY, DecodeBudget, DecodePermit};
 pub use error::{ImageError, LibjpegError, PngError};
+pub use hf::{HfChannels, HfImageProcessorConfig, HfSize};
 pub use input::{ImageInput, ImageSource};
 pub use jpeg::JpegDecoder;
 pub use pil::{PilImage, PilMode};
@@ -44,7 +52,8 @@ pub const PIL_MAX_IMAGE_PIXELS: u64 = 89_478_485;
 pub const IMAGE_FILE_SLACK_BYTES: u64 = 64 << 20;
 
 /// The open_clip evaluation transform (Resize shortest side, CenterCrop, RGB, ToTensor,
-/// Normalize). `Send + Sync`; cheap to clone.
+/// Normalize), or that of transformers' `ChineseCLIPImageProcessor`
+/// ([`ImageTransform::from_hf_processor`]). `Send + Sync`; cheap to clone.
 ///
 /// ```no_run
 /// use taiyi_preprocess::transform::ImageTransform;
@@ -59,6 +68,8 @@ pub struct ImageTransform {
     image_size: usize,
     mean: [f32; 3],
     std: [f32; 3],
+    /// open_clip's steps, or a `ChineseCLIPImageProcessor`'s.
+    pipeline: hf::Pipeline,
     max_pixels: u64,
     jpeg_decoder: JpegDecoder,
     budget: BudgetRef,
@@ -93,6 +104,7 @@ impl ImageTransform {
             image_size: 224,
             mean: OPENAI_DATASET_MEAN.map(|v| v as f32),
             std: OPENAI_DATASET_STD.map(|v| v as f32),
+            pipeline: hf::Pipeline::OpenClip,
             max_pixels: 2 * PIL_MAX_IMAGE_PIXELS,
             jpeg_decoder: JpegDecoder::default(),
             budget: BudgetRef::default(),
@@ -118,6 +130,7 @@ impl ImageTransform {
             image_size,
             mean: mean.map(|v| v as f32),
             std: std.map(|v| v as f32),
+            pipeline: hf::Pipeline::OpenClip,
             max_pixels: 2 * PIL_MAX_IMAGE_PIXELS,
             jpeg_decoder: JpegDecoder::default(),
             budget: BudgetRef::default(),
@@ -176,17 +189,17 @@ impl ImageTransform {
         decode::estimate(bytes, "<bytes>", self.max_pixels)
     }
 
-    /// Output side length (224 for ViT-H-14).
+    /// Output side length (224 for ViT-H-14; the crop or resize side of an HF processor).
     pub fn image_size(&self) -> usize {
         self.image_size
     }
 
-    /// Normalisation mean per channel (f32).
+    /// Normalisation mean per channel (f32; 0 for an HF processor without `do_normalize`).
     pub fn mean(&self) -> [f32; 3] {
         self.mean
     }
 
-    /// Normalisation std per channel (f32).
+    /// Normalisation std per channel (f32; 1 for an HF processor without `do_normalize`).
     pub fn std(&self) -> [f32; 3] {
         self.std
     }

@@ -1,8 +1,10 @@
 //! The pixel steps of [`ImageTransform`]: torchvision's `Resize` and `CenterCrop` geometry,
-//! `convert("RGB")`, and `ToTensor` + `Normalize`.
+//! `convert("RGB")`, and `ToTensor` + `Normalize` (or, for a `ChineseCLIPImageProcessor`, the
+//! steps of `super::hf`).
 
 use super::ImageTransform;
 use super::error::ImageError;
+use super::hf::Pipeline;
 use super::pil::{self, PilImage};
 use super::resample::{self, Window};
 
@@ -19,8 +21,12 @@ fn round_half_even_div2(n: i64) -> i64 {
 
 impl ImageTransform {
     /// torchvision's `Resize(size)` output size `(width, height)` for an input of `w x h`:
-    /// shortest side to `size`, long side `int(size * long / short)`.
+    /// shortest side to `size`, long side `int(size * long / short)`. For an HF processor: the
+    /// configured `size` (the input's own without `do_resize`).
     pub fn resized_size(&self, width: usize, height: usize) -> (usize, usize) {
+        if let Pipeline::Hf(steps) = &self.pipeline {
+            return steps.resized_size(width, height);
+        }
         let s = self.image_size;
         let (short, long) = if width <= height {
             (width, height)
@@ -42,7 +48,13 @@ impl ImageTransform {
     /// torchvision's `Resize` alone, on the whole image (debugging aid; [`ImageTransform::crop_rgb`]
     /// only computes the part the crop keeps). Same mode as the input; returns a copy when the
     /// size is unchanged, as torchvision returns the image untouched.
+    ///
+    /// For an HF processor: `convert("RGB")` then the resize, an RGB image; an empty image, or
+    /// one that is not RGB with `do_convert_rgb` false, is returned as it is.
     pub fn resize(&self, img: &PilImage) -> PilImage {
+        if let Pipeline::Hf(steps) = &self.pipeline {
+            return self.hf_resize(steps, img).unwrap_or_else(|_| img.clone());
+        }
         let (rw, rh) = self.resized_size(img.width, img.height);
         if (rw, rh) == (img.width, img.height) || rw == 0 || rh == 0 {
             return img.clone();
@@ -59,11 +71,16 @@ impl ImageTransform {
     }
 
     /// Resize + CenterCrop + `convert("RGB")`: the uint8 image `ToTensor` receives,
-    /// interleaved RGB, `[size, size, 3]` row-major (HWC).
+    /// interleaved RGB, `[size, size, 3]` row-major (HWC). For an HF processor:
+    /// `convert("RGB")` + resize + center crop, the uint8 image rescale + normalize receive.
     ///
     /// # Errors
-    /// [`ImageError::ZeroSize`] for an image with no pixels.
+    /// [`ImageError::ZeroSize`] for an image with no pixels; for an HF processor with
+    /// `do_convert_rgb` false, [`ImageError::Unsupported`] for an image that is not RGB.
     pub fn crop_rgb(&self, img: &PilImage) -> Result<Vec<u8>, ImageError> {
+        if let Pipeline::Hf(steps) = &self.pipeline {
+            return self.hf_crop_rgb(steps, img);
+        }
         let (w, h) = (img.width, img.height);
         if w == 0 || h == 0 {
             return Err(ImageError::ZeroSize {
@@ -120,6 +137,8 @@ impl ImageTransform {
 
     /// ToTensor + Normalize of an interleaved RGB uint8 image of `size x size` pixels:
     /// `((v as f32) / 255 - mean[c]) / std[c]` in f32 (sub then div, as torch), CHW output.
+    /// For an HF processor, rescale + normalize as numpy computes them (each step only if
+    /// configured): `((v as f64 * rescale_factor) as f32 - mean[c]) / std[c]`.
     ///
     /// # Errors
     /// [`ImageError::InvalidBuffer`] if `rgb.len() != 3 * size * size`.
@@ -134,14 +153,22 @@ impl ImageTransform {
         }
         let mut out = vec![0f32; 3 * n];
         for c in 0..3 {
-            let lut: Vec<f32> = (0..=255u8)
-                .map(|v| (f32::from(v) / 255.0 - self.mean[c]) / self.std[c])
-                .collect();
+            let lut: Vec<f32> = (0..=255u8).map(|v| self.float_value(c, v)).collect();
             for (o, px) in out[c * n..(c + 1) * n].iter_mut().zip(rgb.chunks_exact(3)) {
                 *o = lut[usize::from(px[c])];
             }
         }
         Ok(out)
+    }
+}
+
+impl ImageTransform {
+    /// The float output of the uint8 value `v` of channel `c`.
+    fn float_value(&self, c: usize, v: u8) -> f32 {
+        match &self.pipeline {
+            Pipeline::OpenClip => (f32::from(v) / 255.0 - self.mean[c]) / self.std[c],
+            Pipeline::Hf(steps) => steps.float_value(v, self.mean[c], self.std[c]),
+        }
     }
 }
 

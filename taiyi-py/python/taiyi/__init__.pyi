@@ -58,6 +58,11 @@ class ClipModel:
             or ``fixed77``.
         batch_size: images per forward pass (default 8 on cpu, 64 on GPUs).
         text_batch_size: texts per forward pass (default 32 on cpu, 128 on GPUs).
+        model: a one-directory model instead of the Taiyi pair: a transformers
+            ``ChineseCLIPModel`` directory (OFA-Sys Chinese-CLIP: ``config.json``,
+            ``pytorch_model.bin`` or ``model.safetensors``, ``vocab.txt``,
+            ``preprocessor_config.json``) or its hub id (``OFA-Sys/chinese-clip-vit-base-patch16``);
+            the family is read from ``config.json`` and the features are ``projection_dim`` wide.
 
     Raises:
         TaiyiValueError: unknown architecture, device, precision or text mode.
@@ -74,6 +79,7 @@ class ClipModel:
         text_mode: str = "masked",
         batch_size: Optional[int] = None,
         text_batch_size: Optional[int] = None,
+        model: Optional[Union[str, os.PathLike]] = None,
     ) -> None: ...
     def encode_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """L2-normalised text features, shape ``(len(texts), 1024)``."""
@@ -127,6 +133,10 @@ class ClipModel:
         ...
     @property
     def text_mode(self) -> str: ...
+    @property
+    def family(self) -> str:
+        """``"taiyi"``, or ``"chinese-clip"`` for a ``model=`` directory."""
+        ...
     @property
     def vision_arch(self) -> str: ...
     @property

@@ -22,9 +22,9 @@
 #![cfg(feature = "wgpu")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../taiyi-text/tests/common/mod.rs"]
+#[path = "../../taiyi-text/tests/common/mod.rs"]
 mod text_common;
-#[path = "../taiyi-vision/tests/common/mod.rs"]
+#[path = "../../taiyi-vision/tests/common/mod.rs"]
 mod vision_common;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-#[path = "../taiyi-text/tests/common/mod.rs"]
+#[path = "../../taiyi-text/tests/common/mod.rs"]
 mod text_common;
 
 use std::path::{Path, PathBuf};
