@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::{fails, npy_f32, ok, root, s, scratch, stderr, taiyi};
+use base64::Engine as _;
+use common::{fails, http, npy_f32, ok, root, s, scratch, serve, stderr, taiyi};
 
 const MODEL: &str = "fixtures/chinese_clip/tiny";
 
@@ -199,4 +200,38 @@ fn one_model_choice_and_clear_refusals() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn serve_with_a_chinese_clip_directory() {
+    let (mut child, port) = serve(&["--model", MODEL], &[], &[]);
+    let info = http(
+        port,
+        "GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let c = cases();
+    let (texts, images) = (strings(&c["texts"]), strings(&c["images"]));
+    let bytes = std::fs::read(root().join(&images[1])).expect("image");
+    let body = serde_json::json!({
+        "images": [base64::engine::general_purpose::STANDARD.encode(bytes)],
+        "texts": texts,
+    })
+    .to_string();
+    let answer = http(
+        port,
+        &format!(
+            "POST /logits HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(info.contains("\"family\":\"chinese-clip\""), "{info}");
+    let json_body = answer.split("\r\n\r\n").nth(1).expect("body");
+    let v: serde_json::Value = serde_json::from_str(json_body).expect("json");
+    let got = v["logits_per_image"][0].as_array().expect("row");
+    for (a, b) in got.iter().zip(&expected_logits()[1]) {
+        let a = a.as_f64().expect("a");
+        assert!((a - f64::from(*b)).abs() < 1e-4, "{a} vs {b}");
+    }
 }

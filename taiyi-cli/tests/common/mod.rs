@@ -171,19 +171,25 @@ pub fn http(port: u16, request: &str) -> String {
 // The child is handed to the caller, which waits for it; only a failing assert drops it.
 #[allow(clippy::zombie_processes)]
 pub fn serve_tiny(global: &[&str], extra: &[&str]) -> (std::process::Child, u16) {
+    let model = [
+        "--text-model",
+        TEXT,
+        "--vision-model",
+        VISION_ST,
+        "--vision-arch",
+        "tiny",
+    ];
+    serve(global, &model, extra)
+}
+
+/// `taiyi GLOBAL serve MODEL --port 0 EXTRA`, once healthy (as [`serve_tiny`]).
+#[allow(clippy::zombie_processes)]
+pub fn serve(global: &[&str], model: &[&str], extra: &[&str]) -> (std::process::Child, u16) {
     use std::io::BufRead;
     let mut child = cmd(global)
-        .args([
-            "serve",
-            "--text-model",
-            TEXT,
-            "--vision-model",
-            VISION_ST,
-            "--vision-arch",
-            "tiny",
-            "--port",
-            "0",
-        ])
+        .arg("serve")
+        .args(model)
+        .args(["--port", "0"])
         .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
