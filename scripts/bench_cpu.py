@@ -14,9 +14,15 @@ bf16, f32 accumulation, the CPU's bf16 kernel, which it names) against PyTorch
 same inputs (lowest over the output rows): taiyi's from `bench`'s `cosine_to_f32` (its random
 weights, f32 forward before packing), PyTorch's from its f32 model.
 
+Chinese-CLIP rows (`--family chinese-clip` or `all`, issue 28): the image tower of
+OFA-Sys/chinese-clip-vit-base-patch16 (ViT-B/16, QuickGELU, 512-d projection) at batch 1 and 8,
+`taiyi bench --vision-arch chinese-clip-vit-base-patch16` against transformers'
+`ChineseCLIPModel.get_image_features` (random init: `ChineseCLIPVisionModel` + `visual_projection`),
+same rules.
+
     cargo build --release -p taiyi-cli
     /work/.venv/bin/python scripts/bench_cpu.py [--taiyi target/release/taiyi] [--iters 5] \
-        [--precision f32|bf16|all]
+        [--precision f32|bf16|all] [--family taiyi|chinese-clip|all]
 """
 import copy
 import argparse
@@ -29,6 +35,7 @@ import time
 import torch
 
 VIT_GFLOP = 334.6  # ViT-H-14 forward, per 224x224 image (open_clip's profile)
+B16_GFLOP = 35.16  # ViT-B-16 forward, per 224x224 image (open_clip's profile: 17.58 GMACs)
 WIDTH, LAYERS, FF, VOCAB = 1024, 24, 4096, 21128
 
 
@@ -67,9 +74,9 @@ def sgemm_gflops():
     return 2 * 4096**3 / median_time(lambda: a @ b, 5) / 1e9
 
 
-def taiyi(bin_, tower, batch, seq, iters, precision="f32"):
+def taiyi(bin_, tower, batch, seq, iters, precision="f32", extra=()):
     args = [bin_, "--precision", precision, "bench", "--tower", tower, "--batch", str(batch),
-            "--iters", str(iters), "--json"]
+            "--iters", str(iters), "--json", *extra]
     if tower == "text":
         args += ["--seq", str(seq)]
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
@@ -83,9 +90,9 @@ def min_cosine(a, b):
     return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1).min())
 
 
-def bf16_row(name, args, tower, batch, seq, model, inputs, flops, peak):
+def bf16_row(name, args, tower, batch, seq, model, inputs, flops, peak, extra=()):
     """One bf16 row: taiyi --precision bf16 against PyTorch model.to(bfloat16)."""
-    t, kernel, t_cos = taiyi(args.taiyi, tower, batch, seq, args.iters, "bf16")
+    t, kernel, t_cos = taiyi(args.taiyi, tower, batch, seq, args.iters, "bf16", extra)
     half = copy.deepcopy(model).to(torch.bfloat16)
     cast = lambda x: x.to(torch.bfloat16) if x.is_floating_point() else x
     with torch.inference_mode():
@@ -94,6 +101,8 @@ def bf16_row(name, args, tower, batch, seq, model, inputs, flops, peak):
         p = median_time(lambda: half(*[cast(x) for x in inputs]), args.iters)
     if hasattr(want, "pooler_output"):  # BertModel: the pooler output
         want, got = want.pooler_output, got.pooler_output
+    if hasattr(want, "image_embeds"):  # ChineseCLIP image tower: the projected feature
+        want, got = want.image_embeds, got.image_embeds
     p_cos = min_cosine(want.float(), got.float())
     print(f"| {name} ({kernel}) | {t:.3f} s | {p:.3f} s | {t / p:.3f}× | {t_cos:.6f} | {p_cos:.6f} "
           f"| {flops / t:.0f} | {flops / p:.0f} |", flush=True)
@@ -106,12 +115,17 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["f32", "bf16", "all"], default="all")
+    ap.add_argument("--family", choices=["taiyi", "chinese-clip", "all"], default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peak = sgemm_gflops()
     print(f"{platform.node()}, {cpu_model()}, torch {torch.__version__}, "
           f"{args.threads} threads; torch sgemm 4096^3: {peak:.0f} GFLOP/s; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if args.family in ("chinese-clip", "all"):
+        chinese_clip_rows(args, peak)
+        if args.family == "chinese-clip":
+            return
     import open_clip
     from transformers import BertConfig, BertModel
 
@@ -168,6 +182,53 @@ def main():
         print(f"| BERT {batch}×{seq} ({backend}) | {t:.3f} s | {ps['eager']:.3f} s eager, "
               f"{ps['sdpa']:.3f} s sdpa | {t / ps['eager']:.3f}× eager, {t / ps['sdpa']:.3f}× sdpa "
               f"| {100 * g / t / peak:.0f}% | {100 * g / best / peak:.0f}% |", flush=True)
+
+
+class B16Image(torch.nn.Module):
+    """transformers' ChineseCLIPModel.get_image_features: vision model, pooled, projected."""
+
+    def __init__(self):
+        super().__init__()
+        from transformers import ChineseCLIPVisionConfig, ChineseCLIPVisionModel
+
+        cfg = ChineseCLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                      num_attention_heads=12, patch_size=16, image_size=224,
+                                      projection_dim=512)
+        self.vision = ChineseCLIPVisionModel(cfg).eval()
+        self.proj = torch.nn.Linear(768, 512, bias=False)
+
+    def forward(self, x):
+        out = self.vision(pixel_values=x).pooler_output
+        return type("Out", (), {"image_embeds": self.proj(out)})()
+
+
+def chinese_clip_rows(args, peak):
+    """The Chinese-CLIP B/16 image tower, f32 and bf16 as --precision asks."""
+    model = B16Image().eval()
+    extra = ("--vision-arch", "chinese-clip-vit-base-patch16")
+    if args.precision in ("bf16", "all"):
+        print()
+        print("| Chinese-CLIP case (taiyi's bf16 kernel) | taiyi bf16 | PyTorch bf16 | taiyi / PyTorch "
+              "(time) | taiyi cosine to f32 | PyTorch cosine to f32 | taiyi GFLOP/s | PyTorch GFLOP/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for batch in [1, 8]:
+            x = torch.randn(batch, 3, 224, 224)
+            bf16_row(f"Chinese-CLIP ViT-B/16 batch {batch}", args, "image", batch, None, model, (x,),
+                     B16_GFLOP * batch, peak, extra)
+    if args.precision in ("f32", "all"):
+        print()
+        print("| Chinese-CLIP case | taiyi | PyTorch | taiyi / PyTorch (time) | taiyi % sgemm "
+              "| PyTorch % sgemm |")
+        print("|---|---|---|---|---|---|")
+        for batch in [1, 8]:
+            t, backend = taiyi(args.taiyi, "image", batch, None, args.iters, extra=extra)
+            x = torch.randn(batch, 3, 224, 224)
+            with torch.inference_mode():
+                p = median_time(lambda: model(x).image_embeds, args.iters)
+            g = B16_GFLOP * batch
+            print(f"| Chinese-CLIP ViT-B/16 batch {batch} ({backend}) | {t:.3f} s | {p:.3f} s "
+                  f"| {t / p:.3f}× | {100 * g / t / peak:.0f}% | {100 * g / p / peak:.0f}% |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h "${CARGO_TARGET_DIR:-$PWD/target}" 2>/dev/null || df -h .
 t0=$(date +%s)
 stamp() { echo "== test.sh: $1 done at +$(( $(date +%s) - t0 )) s"; }
-# 0. A software GPU for the wgpu suites (tests/gpu_parity.rs): lavapipe.
+# 0. A software GPU for the wgpu suites (taiyi-core/tests/gpu_parity.rs): lavapipe.
 scripts/install_lavapipe.sh
 # wgpu (winit/Vulkan loader) wants a runtime dir; CI has none.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
@@ -24,7 +24,7 @@ stamp "lavapipe"
 # 1. Every test of the workspace in ONE build with every backend compiled in (flex, ndarray,
 #    wgpu, cuda): the CPU suites (doc tests, parity, CLI, server, store, preprocess), the
 #    software-GPU suites (tiny towers and ClipModel on Wgpu<f32> and Wgpu<f16> through
-#    lavapipe, tests/gpu_parity.rs), taiyi-core's unit tests with the wgpu/CUDA paths (the
+#    lavapipe, taiyi-core/tests/gpu_parity.rs), taiyi-core's unit tests with the wgpu/CUDA paths (the
 #    "no CUDA driver" error), and the CLI built with its wgpu/cuda features. One feature
 #    resolution for all of it: nothing is compiled twice. Minimal autotuning: lavapipe is
 #    slow and these suites check numbers, not speed.

@@ -26,10 +26,17 @@ pub fn vision_config_by_name(name: &str) -> Result<VisionConfig, ClipError> {
         "vit-b-16" => VisionConfig::vit_b_16(),
         "vit-b-32" => VisionConfig::vit_b_32(),
         "tiny" => VisionConfig::tiny(),
+        // The published Chinese-CLIP image towers (QuickGELU already).
+        other if crate::family::ChineseClipPreset::find(other).is_some() => {
+            return crate::family::ChineseClipPreset::find(other)
+                .map(|p| p.vision_config())
+                .ok_or_else(|| bad(name, "unknown name"));
+        }
         _ => {
             return Err(bad(
                 name,
-                "unknown name (ViT-H-14, ViT-L-14, ViT-B-16, ViT-B-32, optionally -quickgelu, or tiny)",
+                "unknown name (ViT-H-14, ViT-L-14, ViT-B-16, ViT-B-32, optionally -quickgelu, \
+                 a Chinese-CLIP name such as chinese-clip-vit-base-patch16, or tiny)",
             ));
         }
     };

@@ -221,3 +221,170 @@ impl ModelSource {
         }
     }
 }
+
+/// A published OFA-Sys Chinese-CLIP size: its hub repository and the towers' architectures (as
+/// its `config.json` gives them), for `--model NAME` (the hub id of a short name),
+/// `taiyi bench --vision-arch NAME` and random-weight checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChineseClipPreset {
+    /// The short name (the repository's name): `chinese-clip-vit-base-patch16`, ….
+    pub name: &'static str,
+    /// The hub repository id.
+    pub repo: &'static str,
+    /// Text tower: RoBERTa-wwm-ext-base (`false`) or -large (`true`).
+    pub large_text: bool,
+    /// Image tower: width, layers, heads, patch, image side.
+    pub vision: (usize, usize, usize, usize, usize),
+    /// `projection_dim`: the width of both features.
+    pub projection_dim: usize,
+}
+
+/// The four published sizes (transformers' `ChineseCLIPModel` conversions).
+pub const CHINESE_CLIP_PRESETS: &[ChineseClipPreset] = &[
+    ChineseClipPreset {
+        name: "chinese-clip-vit-base-patch16",
+        repo: "OFA-Sys/chinese-clip-vit-base-patch16",
+        large_text: false,
+        vision: (768, 12, 12, 16, 224),
+        projection_dim: 512,
+    },
+    ChineseClipPreset {
+        name: "chinese-clip-vit-large-patch14",
+        repo: "OFA-Sys/chinese-clip-vit-large-patch14",
+        large_text: false,
+        vision: (1024, 24, 16, 14, 224),
+        projection_dim: 768,
+    },
+    ChineseClipPreset {
+        name: "chinese-clip-vit-large-patch14-336px",
+        repo: "OFA-Sys/chinese-clip-vit-large-patch14-336px",
+        large_text: false,
+        vision: (1024, 24, 16, 14, 336),
+        projection_dim: 768,
+    },
+    ChineseClipPreset {
+        name: "chinese-clip-vit-huge-patch14",
+        repo: "OFA-Sys/chinese-clip-vit-huge-patch14",
+        large_text: true,
+        vision: (1280, 32, 16, 14, 224),
+        projection_dim: 1024,
+    },
+];
+
+impl ChineseClipPreset {
+    /// The preset of a short name or hub id (ASCII case-insensitive).
+    pub fn find(name: &str) -> Option<&'static ChineseClipPreset> {
+        CHINESE_CLIP_PRESETS
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name) || p.repo.eq_ignore_ascii_case(name))
+    }
+
+    /// The image tower: a CLIP ViT with QuickGELU, MLP ratio 4, `projection_dim` outputs.
+    pub fn vision_config(&self) -> VisionConfig {
+        let (width, layers, heads, patch, side) = self.vision;
+        VisionConfig::new(side, patch, width, layers, heads, self.projection_dim).quick_gelu()
+    }
+
+    /// The text tower: RoBERTa-wwm-ext base or large (21,128 tokens, 512 positions) with the
+    /// `[CLS]` + `text_projection` head.
+    pub fn text_config(&self) -> taiyi_text::BertConfig {
+        let head = taiyi_text::TextHead::ClsProjection {
+            dim: self.projection_dim,
+        };
+        let large = taiyi_text::BertConfig::taiyi_roberta_large();
+        let config = if self.large_text {
+            large
+        } else {
+            large
+                .with_hidden_size(768)
+                .with_num_hidden_layers(12)
+                .with_num_attention_heads(12)
+                .with_intermediate_size(3072)
+        };
+        config.with_head(head)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_the_published_sizes() {
+        let b16 = ChineseClipPreset::find("OFA-Sys/chinese-clip-vit-base-patch16").expect("b16");
+        assert_eq!(
+            b16.vision_config(),
+            crate::arch::vision_config("chinese-clip-vit-base-patch16").expect("name")
+        );
+        let v = b16.vision_config();
+        assert_eq!(
+            (
+                v.width,
+                v.layers,
+                v.heads,
+                v.patch_size,
+                v.image_size,
+                v.output_dim
+            ),
+            (768, 12, 12, 16, 224, 512)
+        );
+        assert_eq!(v.activation, taiyi_vision::Activation::QuickGelu);
+        assert_eq!(v.mlp_width(), 3072);
+        let t = b16.text_config();
+        assert_eq!(
+            (t.hidden_size, t.num_hidden_layers, t.vocab_size),
+            (768, 12, 21128)
+        );
+        assert_eq!(t.head, taiyi_text::TextHead::ClsProjection { dim: 512 });
+        let h14 = ChineseClipPreset::find("chinese-clip-vit-huge-patch14").expect("h14");
+        assert_eq!(h14.text_config().hidden_size, 1024);
+        assert_eq!(h14.vision_config().mlp_width(), 5120);
+        assert_eq!(
+            ChineseClipPreset::find("chinese-clip-vit-large-patch14-336px")
+                .expect("336")
+                .vision_config()
+                .image_size,
+            336
+        );
+        assert!(ChineseClipPreset::find("chinese-clip-vit-tiny").is_none());
+        for p in CHINESE_CLIP_PRESETS {
+            p.vision_config().validate().expect("valid");
+            p.text_config().validate().expect("valid");
+        }
+    }
+
+    #[test]
+    fn a_preprocessor_of_another_size_is_refused() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/chinese_clip/tiny");
+        let dir = tempfile::tempdir().expect("tmp");
+        for f in ["config.json", "vocab.txt", "tokenizer_config.json"] {
+            std::fs::copy(root.join(f), dir.path().join(f)).expect("copy");
+        }
+        let pre = std::fs::read_to_string(root.join("preprocessor_config.json")).expect("read");
+        std::fs::write(
+            dir.path().join("preprocessor_config.json"),
+            pre.replace("224", "336"),
+        )
+        .expect("write");
+        let model = ModelDir::open(dir.path()).expect("config reads");
+        let err = model
+            .image_transform()
+            .expect_err("336 px for a 224 px tower");
+        assert!(
+            err.to_string().contains("336x336") && err.to_string().contains("224x224"),
+            "{err}"
+        );
+        // No weights file: the error names what was looked for.
+        assert!(model.weights().is_err());
+        // A config without vision_config.
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "chinese_clip"}"#,
+        )
+        .expect("w");
+        let err = ModelDir::open(dir.path()).expect_err("no vision_config");
+        assert!(err.to_string().contains("vision_config"), "{err}");
+    }
+}

@@ -209,8 +209,9 @@ impl HubOptions {
     }
 }
 
-/// The directory `--model` names: an existing directory as it is, else a hub repository id
-/// (`org/name`) through the cache ([`HubOptions::model_dir`]).
+/// The directory `--model` names: an existing directory as it is, else a published short name
+/// ([`crate::family::CHINESE_CLIP_PRESETS`]) or a hub repository id (`org/name`) through the
+/// cache ([`HubOptions::model_dir`]).
 ///
 /// # Errors
 /// [`ClipError::ModelDir`] for a file, or a path that neither exists nor has the form of a
@@ -226,6 +227,13 @@ pub fn resolve_model_dir(spec: &Path, hub: &HubOptions) -> Result<PathBuf, ClipE
                       preprocessor_config.json and its weights"
                 .into(),
         });
+    }
+    // A published short name (`chinese-clip-vit-base-patch16`) is its hub id.
+    if let Some(preset) = spec
+        .to_str()
+        .and_then(crate::family::ChineseClipPreset::find)
+    {
+        return hub.model_dir(preset.repo);
     }
     let repo = spec
         .to_str()

@@ -62,7 +62,7 @@ pub use encoders::{
     l2_normalize,
 };
 pub use error::{ClipError, error_chain, error_report};
-pub use family::{Family, ModelDir, ModelSource};
+pub use family::{CHINESE_CLIP_PRESETS, ChineseClipPreset, Family, ModelDir, ModelSource};
 pub use hub::{HubOptions, ModelPaths};
 pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
 pub use shapes::ShapeBuckets;

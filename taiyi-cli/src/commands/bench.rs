@@ -90,6 +90,12 @@ fn at_least_2(s: &str) -> Result<usize, String> {
 enum TextArch {
     /// The Taiyi-CLIP RoBERTa-large text tower (24 layers, 1024 wide).
     Taiyi,
+    /// RoBERTa-wwm-ext-base with Chinese-CLIP's projection head (12 layers, 768 wide, 512-d
+    /// features: chinese-clip-vit-base-patch16 and the large-patch14 sizes).
+    ChineseClipBase,
+    /// RoBERTa-wwm-ext-large with Chinese-CLIP's projection head (1024-d features:
+    /// chinese-clip-vit-huge-patch14).
+    ChineseClipLarge,
     /// The tiny test configuration.
     Tiny,
 }
@@ -275,6 +281,14 @@ impl BenchArgs {
                     None => {
                         let (config, name) = match self.text_arch {
                             TextArch::Taiyi => (BertConfig::taiyi_roberta_large(), "taiyi"),
+                            TextArch::ChineseClipBase => (
+                                chinese_clip_text("chinese-clip-vit-base-patch16")?,
+                                "chinese-clip-base",
+                            ),
+                            TextArch::ChineseClipLarge => (
+                                chinese_clip_text("chinese-clip-vit-huge-patch14")?,
+                                "chinese-clip-large",
+                            ),
                             TextArch::Tiny => (BertConfig::tiny(), "tiny"),
                         };
                         let m = BertModel::<B>::new(&config, device).map_err(ClipError::from)?;
@@ -479,4 +493,13 @@ impl BackendTask for BenchArgs {
         );
         crate::output::print_stdout(&table(&header, &rows))
     }
+}
+
+/// The text tower of a published Chinese-CLIP size.
+fn chinese_clip_text(name: &str) -> Result<BertConfig, ClipError> {
+    taiyi_core::ChineseClipPreset::find(name)
+        .map(|p| p.text_config())
+        .ok_or_else(|| ClipError::Mismatch {
+            message: format!("no Chinese-CLIP preset {name}"),
+        })
 }
