@@ -30,12 +30,11 @@ else
   # package taiyi/ = taiyi-py/python/taiyi + _taiyi.abi3.so.
   # shellcheck disable=SC2086
   cargo test --workspace ${TAIYI_CARGO_TEST_ARGS:-} --no-run
-  # `cargo test` leaves the cdylib in deps/ (only `cargo build` copies it up a level).
-  so=""
-  for f in "$target/debug/lib_taiyi.so" "$target/debug/deps/lib_taiyi.so" \
-           "$target/debug/lib_taiyi.dylib" "$target/debug/deps/lib_taiyi.dylib"; do
-    if [ -f "$f" ]; then so="$f"; break; fi
-  done
+  # `cargo test` leaves the cdylib in deps/ (only `cargo build` copies it up a level, where an
+  # older `cargo build`'s copy may linger): the newest one is the one just built.
+  so=$(ls -t "$target/debug/lib_taiyi.so" "$target/debug/deps/lib_taiyi.so" \
+             "$target/debug/lib_taiyi.dylib" "$target/debug/deps/lib_taiyi.dylib" 2>/dev/null \
+       | head -n 1 || true)
   [ -n "$so" ] || { echo "error: no lib_taiyi.so under $target/debug" >&2; exit 1; }
   site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   "$venv/bin/python" -m pip uninstall -y -q taiyi >/dev/null 2>&1 || true

@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
-    ClipModel, ClipOptions, DeviceSpec, Family, ImageEncoder, ModelSource, Precision, ShapeBuckets,
-    TextEncoder, TextMode,
+    ClipModel, ClipOptions, DeviceSpec, Family, ImageEncoder, ModelDir, ModelSource, Precision,
+    ShapeBuckets, TextEncoder, TextMode,
 };
 
 use crate::error::CliError;
@@ -89,6 +89,19 @@ pub(crate) struct RunOptions {
 pub(crate) const WARM_UP_TOKENS: usize = 64;
 
 impl RunOptions {
+    /// `--model`'s directory, opened, when given (`None`: the Taiyi pair). `pair_given`:
+    /// whether `--text-model` / `--vision-model` was given too, a usage error with `--model`.
+    pub(crate) fn model_dir(&self, pair_given: bool) -> Result<Option<ModelDir>, CliError> {
+        let Some(spec) = &self.model else {
+            return Ok(None);
+        };
+        if pair_given {
+            return Err(pair_with_model());
+        }
+        let dir = hub::resolve_model_dir(spec, &HubOptions::from_env())?;
+        Ok(Some(ModelDir::open(dir)?))
+    }
+
     /// The model the flags name: `--model`, else the Taiyi pair from `text` / `vision` (each
     /// else its environment variable, else the hub). `--model` with either of the pair is a
     /// usage error: one model choice.
@@ -98,10 +111,7 @@ impl RunOptions {
         vision: Option<&Path>,
     ) -> Result<ModelSource, CliError> {
         if self.model.is_some() && (text.is_some() || vision.is_some()) {
-            return Err(CliError::Usage(
-                "--model names the whole model: give it without --text-model / --vision-model"
-                    .into(),
-            ));
+            return Err(pair_with_model());
         }
         Ok(ModelSource::resolve(
             self.model.as_deref(),
@@ -129,6 +139,13 @@ impl RunOptions {
             ..defaults
         }
     }
+}
+
+/// `--model` given with `--text-model` / `--vision-model`.
+fn pair_with_model() -> CliError {
+    CliError::Usage(
+        "--model names the whole model: give it without --text-model / --vision-model".into(),
+    )
 }
 
 /// Report a warm-up on stderr.
@@ -160,11 +177,8 @@ pub(crate) fn text_encoder<B: Backend>(
     a: &TextModelArgs,
     device: &B::Device,
 ) -> Result<TextEncoder<B>, CliError> {
-    let (dir, family) = match &a.run.model {
-        Some(_) => {
-            let source = a.run.source(a.text_model.as_deref(), None)?;
-            (source.text_dir().to_path_buf(), source.family())
-        }
+    let (dir, family) = match a.run.model_dir(a.text_model.is_some())? {
+        Some(model) => (model.dir, model.family),
         None => (
             hub::resolve_text_dir(a.text_model.as_deref(), &HubOptions::from_env())?,
             Family::Taiyi,
@@ -187,14 +201,16 @@ pub(crate) fn image_encoder<B: Backend>(
     device: &B::Device,
 ) -> Result<(ImageEncoder<B>, Option<f32>, PathBuf), CliError> {
     let options = a.run.options(None, a.image_batch_size);
-    let (enc, file) = match a.run.source(None, a.vision_model.as_deref())? {
-        ModelSource::Dir(dir) => (
+    // Only the image tower is resolved: a Taiyi text directory is not needed here.
+    let (enc, file) = match a.run.model_dir(a.vision_model.is_some())? {
+        Some(dir) => (
             ImageEncoder::from_model_dir_as(&dir, device, options.weights)?,
             dir.dir,
         ),
-        ModelSource::Taiyi(paths) => {
+        None => {
+            let file =
+                hub::resolve_vision_file(a.vision_model.as_deref(), &HubOptions::from_env())?;
             let config = taiyi_core::arch::vision_config(&a.vision_arch)?;
-            let file = paths.vision_file;
             (
                 ImageEncoder::from_file_as(&file, &config, device, options.weights)?,
                 file,

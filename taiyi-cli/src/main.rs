@@ -137,7 +137,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Tokenize(a) => a.model = opts.model.clone(),
         Command::Preprocess(a) => a.model = opts.model.clone(),
-        Command::Bench(a) => a.weights = device.dense_format(precision),
+        Command::Bench(a) => {
+            a.weights = device.dense_format(precision);
+            a.model = opts.model.clone();
+        }
         Command::Serve(_) | Command::Index(_) => {}
     }
     match command {

@@ -146,6 +146,23 @@ impl ModelDir {
         Ok(taiyi_store::find_in_dir(&self.dir, MODEL_DIR_WEIGHTS)?)
     }
 
+    /// The image tower (and `logit_scale`) of the directory's checkpoint, strictly loaded
+    /// ([`taiyi_vision::VisionTransformer::load_hf_clip_as`]), linear weights held as `format`
+    /// says.
+    pub fn load_vision<B: burn::tensor::backend::Backend>(
+        &self,
+        device: &B::Device,
+        format: taiyi_nn::DenseFormat,
+    ) -> Result<taiyi_vision::LoadedVision<B>, ClipError> {
+        let ckpt = taiyi_store::Checkpoint::open(self.weights()?)?;
+        Ok(taiyi_vision::VisionTransformer::load_hf_clip_as(
+            ckpt,
+            &self.vision,
+            device,
+            format,
+        )?)
+    }
+
     /// The image transform of `preprocessor_config.json` (transformers'
     /// `ChineseCLIPImageProcessor`), checked against the tower's input size.
     pub fn image_transform(&self) -> Result<ImageTransform, ClipError> {

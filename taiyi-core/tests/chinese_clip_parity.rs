@@ -166,3 +166,55 @@ fn the_family_is_read_from_config_json() {
         "{err}"
     );
 }
+
+#[test]
+fn loading_is_strict_and_names_keys_as_the_checkpoint_spells_them() {
+    let dir = ModelDir::open(tiny()).expect("opens");
+    let device = Default::default();
+    let weights = dir.weights().expect("weights");
+    // One layer fewer than the checkpoint: its last layer is unused.
+    let fewer = taiyi_core::VisionConfig {
+        layers: 1,
+        ..dir.vision.clone()
+    };
+    let ckpt = taiyi_store::Checkpoint::open(&weights).expect("opens");
+    let err = taiyi_vision::VisionTransformer::<B>::load_hf_clip_as(
+        ckpt,
+        &fewer,
+        &device,
+        taiyi_core::DenseFormat::Float,
+    )
+    .expect_err("an unused layer is an error");
+    let msg = taiyi_core::error_report(&err);
+    assert!(
+        msg.contains("vision_model.encoder.layers.1.self_attn.q_proj.weight"),
+        "{msg}"
+    );
+    // One more: the missing layer is named, never filled with random values.
+    let more = taiyi_core::VisionConfig {
+        layers: 3,
+        ..dir.vision.clone()
+    };
+    let ckpt = taiyi_store::Checkpoint::open(&weights).expect("opens");
+    let err = taiyi_vision::VisionTransformer::<B>::load_hf_clip_as(
+        ckpt,
+        &more,
+        &device,
+        taiyi_core::DenseFormat::Float,
+    )
+    .expect_err("a missing layer is an error");
+    let msg = taiyi_core::error_report(&err);
+    assert!(msg.contains("vision_model.encoder.layers.2."), "{msg}");
+    // The text tower: keys in the checkpoint's spelling (`text_model.`, `LayerNorm`).
+    let config = taiyi_text::read_config(&tiny().join("config.json"))
+        .expect("config")
+        .with_num_hidden_layers(1);
+    let ckpt = taiyi_store::Checkpoint::open(&weights).expect("opens");
+    let err = taiyi_text::BertModel::<B>::load_checkpoint(ckpt, &config, &device)
+        .expect_err("an unused layer is an error");
+    let msg = taiyi_core::error_report(&err);
+    assert!(
+        msg.contains("text_model.encoder.layer.1.attention.output.LayerNorm.weight"),
+        "{msg}"
+    );
+}

@@ -3,13 +3,30 @@
 the transformers outputs stored there and against the CLI (same bits)."""
 
 import json
+import struct
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
 import taiyi
 from conftest import ROOT, run_cli
+
+
+def load_file(path):
+    """The float32 / int64 tensors of a .safetensors file (8-byte header length, JSON header,
+    little-endian data): the test requirements have no safetensors package."""
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    dtypes = {"F32": "<f4", "I64": "<i8"}
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a : 8 + n + b], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+    return out
+
 
 MODEL = ROOT / "fixtures" / "chinese_clip" / "tiny"
 CASES = json.loads((ROOT / "fixtures" / "chinese_clip" / "cases.json").read_text())

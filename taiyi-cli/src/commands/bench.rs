@@ -65,6 +65,10 @@ pub(crate) struct BenchArgs {
     /// bf16); set from the global options.
     #[arg(skip)]
     pub(crate) weights: DenseFormat,
+    /// The global `--model` (a Chinese-CLIP directory): both towers' real weights from it;
+    /// handed over by `main`.
+    #[arg(skip)]
+    pub(crate) model: Option<PathBuf>,
 }
 
 /// A count of at least `min` (clap value parser).
@@ -270,7 +274,11 @@ impl BenchArgs {
     ) -> Result<TowerResult, CliError> {
         let ((mut model, name, weights, params, param_dtype), mut load_s) =
             timed::<B, _>(device, || {
-                let (model, name, weights) = match &self.text_model {
+                let text_dir = match &self.model {
+                    Some(spec) => Some(self.model_dir(spec)?.dir),
+                    None => self.text_model.clone(),
+                };
+                let (model, name, weights) = match &text_dir {
                     Some(dir) => {
                         // As a user's run loads it (bf16: read as bf16 and packed).
                         let (m, _) =
@@ -349,11 +357,19 @@ impl BenchArgs {
         batch: usize,
         device: &B::Device,
     ) -> Result<TowerResult, CliError> {
-        let config = taiyi_core::arch::vision_config(&self.vision_arch)?;
+        let model_dir = self.model.as_ref().map(|m| self.model_dir(m)).transpose()?;
+        let config = match &model_dir {
+            Some(dir) => dir.vision.clone(),
+            None => taiyi_core::arch::vision_config(&self.vision_arch)?,
+        };
         let ((mut model, weights, params, param_dtype), mut load_s) =
             timed::<B, _>(device, || {
-                let (model, weights) = match &self.vision_model {
-                    Some(file) => {
+                let (model, weights) = match (&model_dir, &self.vision_model) {
+                    (Some(dir), _) => {
+                        let loaded = dir.load_vision::<B>(device, self.weights)?;
+                        (loaded.model, dir.dir.display().to_string())
+                    }
+                    (None, Some(file)) => {
                         // As a user's run loads it (bf16: read as bf16 and packed).
                         let loaded = VisionTransformer::<B>::load_open_clip_as(
                             file,
@@ -364,7 +380,7 @@ impl BenchArgs {
                         .map_err(ClipError::from)?;
                         (loaded.model, file.display().to_string())
                     }
-                    None => (
+                    (None, None) => (
                         config.init::<B>(device).map_err(ClipError::from)?,
                         "random".to_string(),
                     ),
@@ -502,4 +518,14 @@ fn chinese_clip_text(name: &str) -> Result<BertConfig, ClipError> {
         .ok_or_else(|| ClipError::Mismatch {
             message: format!("no Chinese-CLIP preset {name}"),
         })
+}
+
+impl BenchArgs {
+    /// The `--model` directory, opened (its family and image architecture read).
+    fn model_dir(&self, spec: &std::path::Path) -> Result<taiyi_core::ModelDir, ClipError> {
+        taiyi_core::ModelDir::open(taiyi_core::hub::resolve_model_dir(
+            spec,
+            &taiyi_core::HubOptions::from_env(),
+        )?)
+    }
 }

@@ -97,8 +97,7 @@ impl<B: Backend> ImageEncoder<B> {
         weights: DenseFormat,
     ) -> Result<Self, ClipError> {
         let transform = dir.image_transform()?;
-        let ckpt = taiyi_store::Checkpoint::open(dir.weights()?)?;
-        let loaded = VisionTransformer::load_hf_clip_as(ckpt, &dir.vision, device, weights)?;
+        let loaded = dir.load_vision(device, weights)?;
         let mut encoder = Self::new(loaded.model, transform, device.clone());
         encoder.logit_scale = loaded.logit_scale;
         Ok(encoder)
