@@ -62,21 +62,14 @@ SIZES = {
 }
 
 
+sys.path.insert(0, str(ROOT / "scripts" / "fixtures"))
+from chinese_clip_image import PUBLISHED_224  # noqa: E402  the published preprocessor_config.json
+
+
 def preprocessor(side):
-    return {
-        "crop_size": {"height": side, "width": side},
-        "do_center_crop": False,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_processor_type": "ChineseCLIPImageProcessor",
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "resample": 3,
-        "rescale_factor": 0.00392156862745098,
-        "size": {"height": side, "width": side},
-    }
+    """The published preprocessor_config.json at `side` pixels (336 for -336px)."""
+    return {**PUBLISHED_224, "size": {"height": side, "width": side},
+            "crop_size": {"height": side, "width": side}}
 
 
 def write_model(size, out):

@@ -13,18 +13,10 @@ use common::{fails, http, npy_f32, ok, root, s, scratch, serve, stderr, taiyi};
 const MODEL: &str = "fixtures/chinese_clip/tiny";
 
 fn cases() -> serde_json::Value {
-    let text = std::fs::read_to_string(root().join("fixtures/chinese_clip/cases.json"))
-        .expect("fixtures/chinese_clip/cases.json");
-    serde_json::from_str(&text).expect("json")
+    taiyi_testkit::json_fixture("chinese_clip", "cases.json")
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s.as_str().expect("string").to_string())
-        .collect()
-}
+use taiyi_testkit::json_strings as strings;
 
 /// `logits_per_image` of the fixture, `[images][texts]`.
 fn expected_logits() -> Vec<Vec<f32>> {

@@ -382,6 +382,58 @@ mod tests {
     /// Without `HF_HUB_CACHE`, `HF_HOME` and `HOME` there is no hub cache (never `./.cache`
     /// under the working directory): a hub look-up is an error, local paths still resolve.
     #[test]
+    fn model_dirs_resolve_by_path_name_or_hub_id() -> Result<(), ClipError> {
+        let cache = std::env::temp_dir().join(format!("taiyi-hub-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        let hub = HubOptions {
+            cache_dir: cache.clone(),
+            offline: true,
+            progress: false,
+        };
+        let repo = "OFA-Sys/chinese-clip-vit-base-patch16";
+        // Not cached, offline: an error naming the repository, never a download.
+        assert!(matches!(
+            resolve_model_dir(Path::new(repo), &hub),
+            Err(ClipError::NotOnHub { offline: true, .. })
+        ));
+        let snap = cache_repo(
+            &cache,
+            repo,
+            &[
+                "config.json",
+                "vocab.txt",
+                "preprocessor_config.json",
+                "pytorch_model.bin",
+            ],
+        );
+        assert_eq!(resolve_model_dir(Path::new(repo), &hub)?, snap);
+        // The published short name is the same repository.
+        assert_eq!(
+            resolve_model_dir(Path::new("chinese-clip-vit-base-patch16"), &hub)?,
+            snap
+        );
+        // A weights file without the preprocessor config is not a usable model.
+        let bare = cache_repo(
+            &cache,
+            "org/bare",
+            &["config.json", "vocab.txt", "model.safetensors"],
+        );
+        assert!(bare.is_dir());
+        assert!(matches!(
+            resolve_model_dir(Path::new("org/bare"), &hub),
+            Err(ClipError::NotOnHub { .. })
+        ));
+        // A local directory wins; a path that is neither is refused.
+        assert_eq!(resolve_model_dir(&snap, &hub)?, snap);
+        assert!(matches!(
+            resolve_model_dir(Path::new("./no/such/dir"), &hub),
+            Err(ClipError::ModelDir { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&cache);
+        Ok(())
+    }
+
+    #[test]
     fn no_home_means_no_hub_cache() {
         use std::ffi::OsStr;
         let (a, b, h) = (OsStr::new("/a"), OsStr::new("/b"), OsStr::new("/h"));

@@ -166,24 +166,48 @@ impl<B: Backend> ClipModel<B> {
         options: &ClipOptions,
         device: &B::Device,
     ) -> Result<Self, ClipError> {
-        let text = TextEncoder::from_dir_as(&paths.text_dir, device, options.weights)?
-            .with_mode(options.text_mode)
-            .with_batch_size(options.text_batch_size)
-            .with_buckets(options.buckets);
         let image = ImageEncoder::from_file_as(
             &paths.vision_file,
             &options.vision,
             device,
             options.weights,
         )?;
+        Self::assemble(
+            &paths.text_dir,
+            image,
+            options,
+            device,
+            (&paths.vision_file, Family::Taiyi),
+        )
+    }
+
+    /// The text tower of `text_dir` beside `image`, both set up as `options` say; their
+    /// feature widths must agree. `vision`: where the image tower came from, and the family.
+    fn assemble(
+        text_dir: &Path,
+        image: ImageEncoder<B>,
+        options: &ClipOptions,
+        device: &B::Device,
+        (vision_source, family): (&Path, Family),
+    ) -> Result<Self, ClipError> {
+        let text = TextEncoder::from_dir_as(text_dir, device, options.weights)?
+            .with_mode(options.text_mode)
+            .with_batch_size(options.text_batch_size)
+            .with_buckets(options.buckets);
+        let (td, id) = (text.output_dim(), image.output_dim());
+        if td != id {
+            return Err(ClipError::Mismatch {
+                message: format!("the text tower gives {td}-d features, the image tower {id}-d"),
+            });
+        }
         Ok(Self {
             text,
             logit_scale: image.logit_scale(),
             image: image
                 .with_batch_size(options.image_batch_size)
                 .with_buckets(options.buckets),
-            vision_source: paths.vision_file.clone(),
-            family: Family::Taiyi,
+            vision_source: vision_source.to_path_buf(),
+            family,
         })
     }
 
@@ -222,26 +246,8 @@ impl<B: Backend> ClipModel<B> {
             ModelSource::Taiyi(paths) => return Self::load(paths, options, device),
             ModelSource::Dir(dir) => dir,
         };
-        let text = TextEncoder::from_dir_as(&dir.dir, device, options.weights)?
-            .with_mode(options.text_mode)
-            .with_batch_size(options.text_batch_size)
-            .with_buckets(options.buckets);
         let image = ImageEncoder::from_model_dir_as(dir, device, options.weights)?;
-        let (td, id) = (text.output_dim(), image.output_dim());
-        if td != id {
-            return Err(ClipError::Mismatch {
-                message: format!("the text tower gives {td}-d features, the image tower {id}-d"),
-            });
-        }
-        Ok(Self {
-            text,
-            logit_scale: image.logit_scale(),
-            image: image
-                .with_batch_size(options.image_batch_size)
-                .with_buckets(options.buckets),
-            vision_source: dir.dir.clone(),
-            family: dir.family,
-        })
+        Self::assemble(&dir.dir, image, options, device, (&dir.dir, dir.family))
     }
 
     /// The model's family.

@@ -21,7 +21,7 @@ use taiyi_core::{
     TextMode, to_array2,
 };
 use taiyi_preprocess::tokenizer::{Padding, Truncation};
-use taiyi_testkit::{expected, max_diff};
+use taiyi_testkit::{expected, json_fixture, json_strings as strings, max_diff};
 
 type B = Flex;
 
@@ -34,17 +34,7 @@ fn tiny() -> PathBuf {
 }
 
 fn cases() -> serde_json::Value {
-    let text = std::fs::read_to_string(root().join("fixtures/chinese_clip/cases.json"))
-        .expect("fixtures/chinese_clip/cases.json (scripts/make_fixtures.sh chinese_clip)");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s.as_str().expect("string").to_string())
-        .collect()
+    json_fixture("chinese_clip", "cases.json")
 }
 
 fn model(mode: TextMode) -> ClipModel<B> {

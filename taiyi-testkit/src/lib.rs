@@ -128,6 +128,23 @@ pub fn json_rows(v: &serde_json::Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// A JSON array of strings (a fixture's texts or file names).
+pub fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("a JSON array of strings")
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// The JSON file `fixtures/<part>/<name>`.
+pub fn json_fixture(part: &str, name: &str) -> serde_json::Value {
+    let path = fixture(part, name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} (scripts/make_fixtures.sh {part}): {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Largest absolute difference between two slices of the same length.
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "max_diff of slices of different lengths");

@@ -330,7 +330,8 @@ impl<B: Backend> BertModel<B> {
     }
 
     /// The text feature of the `[CLS]` rows, as the head says (see
-    /// [`BertOutput::pooler_output`]).
+    /// [`BertOutput::pooler_output`]): the pooler when the model has one, else
+    /// `text_projection`; a model assembled by hand with neither returns the `[CLS]` rows.
     ///
     /// # Shapes
     /// `cls`: `[batch, hidden]` → `[batch, dim]`.
@@ -338,7 +339,7 @@ impl<B: Backend> BertModel<B> {
         match (&self.pooler, &self.text_projection) {
             (Some(pooler), _) => pooler.forward_cls(cls),
             (None, Some(projection)) => projection.forward(cls),
-            // A model built by `BertConfig::init` has one of the two.
+            // `BertConfig::init` always builds one of the two.
             (None, None) => cls,
         }
     }
