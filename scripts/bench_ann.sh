@@ -28,7 +28,7 @@ fi
 echo
 echo "| expansion_search | recall@10 | p50 ms | p99 ms | wall s (1000 queries) | peak RSS MiB |"
 echo "|---|---|---|---|---|---|"
-for ef in 128 224 256; do
+for ef in ${EFS:-128 224 256}; do
   /usr/bin/time -f "%e %M" -o "$tmp/t" "$taiyi" search --index "$dir/base.npy" \
     --query-vectors "$dir/queries.npy" --top-k 10 --expansion-search "$ef" > "$tmp/hits.jsonl" 2> "$tmp/err"
   read -r wall kb < "$tmp/t"

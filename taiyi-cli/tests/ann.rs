@@ -150,6 +150,36 @@ fn index_build_then_search_through_the_graph() {
     ]);
     let r = search(&["--expansion-search", "64"]);
     assert!(r.status.success(), "{}", stderr(&r));
+    // A graph over 8 principal directions (6 latent ones + the mean here): the report shows
+    // the projection, the re-rank still gives the exact scores.
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["index", "build", &npy_s, "--reduce-dim", "8"])).unwrap();
+    assert_eq!(report["header"]["projection"]["dim"], 8);
+    assert_eq!(report["header"]["params"]["reduce"]["dim"], 8);
+    let projected = hits(&String::from_utf8_lossy(&search(&[]).stdout));
+    let mut found = 0;
+    for (a, e) in projected.iter().zip(&exact) {
+        let truth: HashMap<u64, f64> = e.iter().copied().collect();
+        for (row, score) in a {
+            if let Some(t) = truth.get(row) {
+                found += 1;
+                assert!((score - t).abs() < 1e-6);
+            }
+        }
+    }
+    assert!(
+        found as f64 / 400.0 >= 0.95,
+        "recall@10 {}",
+        found as f64 / 400.0
+    );
+    let r = taiyi(&["index", "build", &npy_s, "--reduce-dim", "0"]);
+    assert_eq!(r.status.code(), Some(2), "a usage error");
+    assert!(
+        stderr(&r).contains("auto, off or a width > 0"),
+        "{}",
+        stderr(&r)
+    );
+    fails(&["index", "build", &npy_s, "--reduce-dim", "33"], "32-d");
 
     // The index is re-embedded (other rows): the graph is refused, naming both digests.
     let old = report["header"]["npy"]["sha256"]

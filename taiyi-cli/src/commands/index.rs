@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use taiyi_core::ann::{AnnIndex, AnnParams, AnnQuantization};
+use taiyi_core::ann::{AnnIndex, AnnParams, AnnQuantization, ReduceDim};
 use taiyi_core::retrieval::EmbeddingIndex;
 
 use crate::error::CliError;
@@ -64,6 +64,11 @@ pub(crate) struct BuildArgs {
     /// Candidate list while searching (HNSW ef), stored as the default of searches.
     #[arg(long, default_value_t = AnnParams::default().expansion_search)]
     expansion_search: usize,
+    /// The graph's vectors: `auto` (the rows' top principal directions that keep 98% of
+    /// their energy, a multiple of 32, when at most half the width; else the full rows),
+    /// `off` (the full rows), or a number of directions. The re-rank uses the full rows.
+    #[arg(long, default_value_t = AnnParams::default().reduce, value_name = "auto|off|N")]
+    reduce_dim: ReduceDim,
 }
 
 pub(crate) fn run(args: IndexArgs) -> Result<(), CliError> {
@@ -74,6 +79,7 @@ pub(crate) fn run(args: IndexArgs) -> Result<(), CliError> {
                 connectivity: a.connectivity,
                 expansion_add: a.expansion_add,
                 expansion_search: a.expansion_search,
+                reduce: a.reduce_dim,
             };
             if let Some(dir) = &a.from_shards {
                 let merged = taiyi_core::shard::read_all(dir)?;

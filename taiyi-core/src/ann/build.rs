@@ -7,8 +7,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::AnnIndex;
-use super::format::{ALIGN, AnnHeader, AnnParams, FORMAT, MAGIC, NpyStamp, VERSION, graph_offset};
+use super::format::{ALIGN, AnnHeader, AnnParams, FORMAT, MAGIC, NpyStamp, VERSION};
 use super::mapped::MappedRows;
+use super::pca::{Projection, ProjectionInfo, SAMPLE_ROWS, SecondMoment};
 use rayon::prelude::*;
 
 use crate::ClipError;
@@ -55,22 +56,10 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
         }
     };
     let started = Instant::now();
-    let graph =
-        usearch::Index::new(&params.options(dim)).map_err(ann("cannot create the graph"))?;
-    let threads = rayon::current_num_threads().clamp(1, rows.max(1));
-    graph
-        .reserve_capacity_and_threads(rows, threads)
-        .map_err(ann("cannot reserve the graph"))?;
-    // Blocks of rows are read in turn (positioned reads: memory holds one block, not the
-    // file) and their rows added from the rayon pool; usearch adds concurrently. Each row is
-    // checked as a load checks it (finite, non-zero, norm 1 if the manifest says so) and
-    // normalised.
     let (names, normalized) = (&described.names, described.normalized);
-    let (mut block, mut bytes) = (Vec::new(), Vec::new());
-    for first in (0..rows).step_by(BLOCK_ROWS) {
-        let count = BLOCK_ROWS.min(rows - first);
-        block.resize(count * dim, 0f32);
-        mapped.read_rows(first, &mut block, &mut bytes)?;
+    // Each row is checked as a load checks it (finite, non-zero, norm 1 if the manifest says
+    // so) and normalised.
+    let check = |first: usize, block: &mut [f32]| -> Result<(), ClipError> {
         block
             .par_chunks_mut(dim)
             .enumerate()
@@ -81,8 +70,39 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
                 if !normalized {
                     values.iter_mut().for_each(|v| *v /= norm);
                 }
+                Ok(())
+            })
+    };
+    let (mut block, mut bytes) = (Vec::new(), Vec::new());
+    let projection = fit_projection(params, &mapped, (rows, dim), &check)?;
+    let graph_dim = projection.as_ref().map_or(dim, |(p, _)| p.output());
+    let graph =
+        usearch::Index::new(&params.options(graph_dim)).map_err(ann("cannot create the graph"))?;
+    let threads = rayon::current_num_threads().clamp(1, rows.max(1));
+    graph
+        .reserve_capacity_and_threads(rows, threads)
+        .map_err(ann("cannot reserve the graph"))?;
+    // Blocks of rows are read in turn (positioned reads: memory holds one block, not the
+    // file), checked, projected when the graph is reduced, and added from the rayon pool;
+    // usearch adds concurrently.
+    for first in (0..rows).step_by(BLOCK_ROWS) {
+        let count = BLOCK_ROWS.min(rows - first);
+        block.resize(count * dim, 0f32);
+        mapped.read_rows(first, &mut block, &mut bytes)?;
+        check(first, &mut block)?;
+        block
+            .par_chunks(dim)
+            .enumerate()
+            .try_for_each_init(Vec::new, |reduced, (i, values)| {
+                let vector = match &projection {
+                    Some((p, _)) => {
+                        p.project(values, reduced);
+                        &reduced[..]
+                    }
+                    None => values,
+                };
                 graph
-                    .add(r as u64, values)
+                    .add((first + i) as u64, vector)
                     .map_err(ann("cannot add a vector"))
             })?;
     }
@@ -110,7 +130,14 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
         },
         build_seconds,
         graph_crc32: 0,
+        projection: None,
     };
+    let matrix = projection.as_ref().map(|(p, _)| p.to_bytes());
+    header.projection = projection.as_ref().map(|(p, energy)| ProjectionInfo {
+        dim: p.output(),
+        energy: *energy,
+        crc32: matrix.as_deref().map_or(0, crc32fast::hash),
+    });
     let mut graph_bytes = vec![0u8; graph.serialized_length()];
     graph
         .save_to_buffer(&mut graph_bytes)
@@ -120,13 +147,19 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
     let json = serde_json::to_vec(&header).map_err(|e| ClipError::Mismatch {
         message: format!("cannot serialise the ANN header: {e}"),
     })?;
-    let offset = graph_offset(json.len());
+    let (projection_at, offset) = header.layout(json.len());
     debug_assert_eq!(offset % ALIGN, 0);
     let mut file = AtomicFile::create(&path)?;
     file.write(MAGIC)?;
     file.write(&(json.len() as u64).to_le_bytes())?;
     file.write(&json)?;
-    file.write(&vec![0u8; offset - 16 - json.len()])?;
+    file.write(&vec![0u8; projection_at - 16 - json.len()])?;
+    let mut at = projection_at;
+    if let Some(m) = &matrix {
+        file.write(m)?;
+        at += m.len();
+    }
+    file.write(&vec![0u8; offset - at])?;
     file.write(&graph_bytes)?;
     file.sync()?;
     file.commit()?;
@@ -137,4 +170,34 @@ pub(super) fn build(npy: &Path, params: &AnnParams) -> Result<AnnBuild, ClipErro
         file_bytes: (offset + graph_bytes.len()) as u64,
         threads,
     })
+}
+
+/// Checks and normalises the rows of a block that starts at a row.
+type CheckRows<'a> = dyn Fn(usize, &mut [f32]) -> Result<(), ClipError> + Sync + 'a;
+
+/// The PCA projection `params.reduce` asks for, fitted on up to [`SAMPLE_ROWS`] rows read in
+/// evenly spaced blocks (checked and normalised by `check` as the build's rows are), with
+/// the share of their energy it keeps; `None` for the full width.
+fn fit_projection(
+    params: &AnnParams,
+    mapped: &MappedRows,
+    (rows, dim): (usize, usize),
+    check: &CheckRows<'_>,
+) -> Result<Option<(Projection, f64)>, ClipError> {
+    if params.reduce == super::pca::ReduceDim::Off || rows == 0 {
+        return Ok(None);
+    }
+    let blocks = rows.div_ceil(BLOCK_ROWS);
+    let stride = blocks.div_ceil(SAMPLE_ROWS.div_ceil(BLOCK_ROWS)).max(1);
+    let mut moment = SecondMoment::new(dim);
+    let (mut block, mut bytes) = (Vec::new(), Vec::new());
+    for b in (0..blocks).step_by(stride) {
+        let first = b * BLOCK_ROWS;
+        let count = BLOCK_ROWS.min(rows - first);
+        block.resize(count * dim, 0f32);
+        mapped.read_rows(first, &mut block, &mut bytes)?;
+        check(first, &mut block)?;
+        moment.add(&block);
+    }
+    moment.fit(params.reduce)
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::pca::{ProjectionInfo, ReduceDim};
 use crate::ClipError;
 
 /// The file's first bytes.
@@ -71,6 +72,10 @@ pub struct AnnParams {
     /// Candidate list size while searching (HNSW `ef`), at least the number of candidates
     /// asked for; can be changed at search time ([`AnnIndex::set_expansion_search`]).
     pub expansion_search: usize,
+    /// The graph's vectors: the rows' top principal directions ([`ReduceDim::Auto`], the
+    /// default for new builds) or the full rows. Files without it were built full width.
+    #[serde(default)]
+    pub reduce: ReduceDim,
 }
 
 impl Default for AnnParams {
@@ -80,11 +85,15 @@ impl Default for AnnParams {
             connectivity: 32,
             expansion_add: 128,
             expansion_search: 256,
+            reduce: ReduceDim::Auto,
         }
     }
 }
 
 impl AnnParams {
+    /// The engine's options for a graph of `dim`-wide vectors: the inner product of unit
+    /// vectors (the normalised rows, or their projections normalised again: the cosine at the
+    /// price of a dot product).
     pub(super) fn options(&self, dim: usize) -> usearch::IndexOptions {
         usearch::IndexOptions {
             dimensions: dim,
@@ -149,9 +158,34 @@ pub struct AnnHeader {
     /// CRC-32 of the graph bytes: a truncated, damaged or mixed-up file is refused before the
     /// engine reads it.
     pub graph_crc32: u32,
+    /// The PCA projection of the graph's vectors (its `[dim, projection.dim]` f32 matrix is
+    /// stored between the header and the graph); `None`: full width.
+    #[serde(default)]
+    pub projection: Option<ProjectionInfo>,
 }
 
-/// The header of the `.ann` file `file` (of `len` bytes) and the offset of its graph.
+impl AnnHeader {
+    /// Where the projection matrix (when there is one) and the graph start, after a header
+    /// of `header_len` bytes.
+    pub(super) fn layout(&self, header_len: usize) -> (usize, usize) {
+        let start = graph_offset(header_len);
+        match &self.projection {
+            Some(p) => {
+                let end = start + super::pca::Projection::byte_len(self.dim, p.dim);
+                (start, end.div_ceil(ALIGN) * ALIGN)
+            }
+            None => (start, start),
+        }
+    }
+
+    /// The graph's width: the projection's, else the rows'.
+    pub(super) fn graph_dim(&self) -> usize {
+        self.projection.map_or(self.dim, |p| p.dim)
+    }
+}
+
+/// The header of the `.ann` file `file` (of `len` bytes) and its length in bytes (see
+/// [`AnnHeader::layout`] for what follows it).
 pub(super) fn read_header(
     path: &Path,
     file: &std::fs::File,
@@ -187,7 +221,7 @@ pub(super) fn read_header(
     reader.read_exact(&mut json).map_err(io)?;
     let header: AnnHeader =
         serde_json::from_slice(&json).map_err(|e| bad(format!("unreadable header: {e}")))?;
-    Ok((header, graph_offset(header_len as usize)))
+    Ok((header, header_len as usize))
 }
 
 /// Where the graph starts after a header of `header_len` bytes.

@@ -32,6 +32,7 @@ mod build;
 mod collection;
 mod format;
 mod mapped;
+mod pca;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,7 @@ pub use collection::{SearchIndex, SearchIndexInfo};
 use format::graph_offset;
 pub use format::{AnnHeader, AnnParams, AnnQuantization, EXACT_BELOW, NpyStamp};
 use format::{FORMAT, VERSION, read_header};
+pub use pca::{AUTO_ENERGY, Projection, ProjectionInfo, ReduceDim};
 
 /// An embedding index opened for approximate search: the memory-mapped `.ann` graph, the
 /// memory-mapped float32 rows of the `.npy` and the manifest's row names.
@@ -70,6 +72,7 @@ pub struct AnnIndex {
     names: Vec<String>,
     normalized: bool,
     path: PathBuf,
+    projection: Option<Projection>,
 }
 
 impl std::fmt::Debug for AnnIndex {
@@ -136,7 +139,8 @@ impl AnnIndex {
                 }
             }
         })?;
-        let (header, offset) = read_header(&path, file.file(), file.len())?;
+        let (header, header_len) = read_header(&path, file.file(), file.len())?;
+        let (projection_at, graph_at) = header.layout(header_len);
         if header.format != FORMAT || header.version != VERSION {
             return Err(bad(format!(
                 "unknown format {} version {}",
@@ -169,11 +173,15 @@ impl AnnIndex {
                 header.rows, header.dim
             )));
         }
+        let projection = header
+            .projection
+            .map(|info| read_projection(&path, file.file(), projection_at, d, info))
+            .transpose()?;
         let graph = MappedGraph::view(
             &path,
             file.file(),
-            offset,
-            &header.params.options(d),
+            graph_at,
+            &header.params.options(header.graph_dim()),
             header.graph_crc32,
         )?;
         if graph.graph().size() != n {
@@ -189,6 +197,7 @@ impl AnnIndex {
             names: described.names,
             normalized: described.normalized,
             path,
+            projection,
         })
     }
 
@@ -262,7 +271,11 @@ impl AnnIndex {
         if self.rows() <= EXACT_BELOW || wanted >= self.rows() {
             return self.search_exact(query, k);
         }
-        let q = query.to_vec();
+        let mut q = query.to_vec();
+        if let Some(p) = &self.projection {
+            let full = std::mem::take(&mut q);
+            p.project(&full, &mut q);
+        }
         let found = self.graph.search(&q, wanted).map_err(|e| ClipError::Ann {
             path: self.path.clone(),
             what: "search failed",
@@ -310,6 +323,43 @@ impl AnnIndex {
             .collect();
         Ok(crate::retrieval::best(hits, k))
     }
+}
+
+/// The projection matrix stored at `at` in the `.ann` file, checked against its CRC-32.
+fn read_projection(
+    path: &Path,
+    file: &std::fs::File,
+    at: usize,
+    dim: usize,
+    info: ProjectionInfo,
+) -> Result<Projection, ClipError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = |message: String| ClipError::Index {
+        path: path.to_path_buf(),
+        message,
+    };
+    if info.dim == 0 || info.dim > dim {
+        return Err(bad(format!(
+            "its projection keeps {} of {dim} dimensions",
+            info.dim
+        )));
+    }
+    let mut bytes = vec![0u8; Projection::byte_len(dim, info.dim)];
+    let mut reader = file;
+    reader
+        .seek(SeekFrom::Start(at as u64))
+        .and_then(|_| reader.read_exact(&mut bytes))
+        .map_err(|_| bad(format!("it ends before its projection (byte {at})")))?;
+    let found = crc32fast::hash(&bytes);
+    if found != info.crc32 {
+        return Err(bad(format!(
+            "its projection is damaged (CRC-32 {found:08x}, its header says {:08x}): build it \
+             again with `taiyi index build`",
+            info.crc32
+        )));
+    }
+    Projection::from_bytes(dim, info.dim, &bytes)
+        .ok_or_else(|| bad("its projection holds non-finite values".into()))
 }
 
 #[cfg(test)]

@@ -296,3 +296,69 @@ fn concurrent_searches_agree() -> Result<(), ClipError> {
     });
     Ok(())
 }
+
+/// A graph over the rows' top principal directions (`reduce`): recall as the full-width
+/// graph's bound, exact scores (the re-rank reads the full rows), the projection recorded in
+/// the header and checked on open (a flipped byte of the matrix is refused), and
+/// `ReduceDim::Auto` keeps the full width when no direction can go (48-d rows: 32 directions
+/// are not half).
+#[test]
+fn projected_graphs_find_what_exact_search_finds() -> Result<(), ClipError> {
+    let t = dir("pca");
+    let npy = t.path().join("idx.npy");
+    let (rows, d) = collection(N + 200, 3);
+    let (base, queries) = rows.split_at(N * d);
+    EmbeddingIndex::write(&npy, d, base, &names(N), true, &[])?;
+    let auto = AnnIndex::build(&npy, &AnnParams::default())?;
+    assert_eq!(auto.header.params.reduce, ReduceDim::Auto);
+    assert!(auto.header.projection.is_none(), "48-d rows: no gain");
+    let params = AnnParams {
+        reduce: ReduceDim::Dim(16),
+        ..AnnParams::default()
+    };
+    let built = AnnIndex::build(&npy, &params)?;
+    let info = built.header.projection.expect("a projection");
+    assert_eq!(info.dim, 16);
+    assert!(info.energy > 0.95 && info.energy <= 1.0, "{}", info.energy);
+    assert_eq!(AnnIndex::built_params(&npy), Some(params));
+    let ann = AnnIndex::open(&npy)?;
+    let exact = EmbeddingIndex::load(&npy)?;
+    let mut found = 0;
+    for q in queries.chunks(d) {
+        let q = ndarray::ArrayView1::from(q);
+        let hits = ann.search(q, 10)?;
+        let truth = top_k(q, exact.embeddings.view(), 10)?;
+        for h in &hits {
+            assert!((h.score - exact.embeddings.row(h.index).dot(&q)).abs() < 1e-6);
+        }
+        found += hits
+            .iter()
+            .filter(|h| truth.iter().any(|t| t.index == h.index))
+            .count();
+    }
+    let recall = found as f64 / (200.0 * 10.0);
+    eprintln!("projected recall@10 {recall}");
+    assert!(recall >= 0.95, "recall@10 {recall}");
+    drop(ann);
+    // One byte of the matrix (it follows the header) flipped: refused before the graph is read.
+    let path = AnnIndex::ann_path(&npy);
+    let mut bytes = std::fs::read(&path).map_err(|source| ClipError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let header_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) as usize;
+    bytes[graph_offset(header_len) + 5] ^= 0x10;
+    std::fs::write(&path, &bytes).map_err(|source| ClipError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let err = AnnIndex::open(&npy).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("projection is damaged"), "{err}");
+    // Widths the rows do not have are refused at build time.
+    let too_wide = AnnParams {
+        reduce: ReduceDim::Dim(49),
+        ..AnnParams::default()
+    };
+    assert!(AnnIndex::build(&npy, &too_wide).is_err());
+    Ok(())
+}
