@@ -98,8 +98,7 @@ impl RunOptions {
         if pair_given {
             return Err(pair_with_model());
         }
-        let dir = hub::resolve_model_dir(spec, &HubOptions::from_env())?;
-        Ok(Some(ModelDir::open(dir)?))
+        Ok(Some(ModelDir::resolve(spec, &HubOptions::from_env())?))
     }
 
     /// The model the flags name: `--model`, else the Taiyi pair from `text` / `vision` (each

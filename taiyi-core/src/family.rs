@@ -141,6 +141,12 @@ impl ModelDir {
         })
     }
 
+    /// The model `spec` names (a directory, a published name or a hub id:
+    /// [`crate::hub::resolve_model_dir`]), opened.
+    pub fn resolve(spec: &Path, hub: &HubOptions) -> Result<Self, ClipError> {
+        Self::open(crate::hub::resolve_model_dir(spec, hub)?)
+    }
+
     /// The checkpoint file holding both towers (the first of [`MODEL_DIR_WEIGHTS`] present).
     pub fn weights(&self) -> Result<PathBuf, ClipError> {
         Ok(taiyi_store::find_in_dir(&self.dir, MODEL_DIR_WEIGHTS)?)
@@ -203,9 +209,7 @@ impl ModelSource {
         hub: &HubOptions,
     ) -> Result<Self, ClipError> {
         match model {
-            Some(spec) => Ok(ModelSource::Dir(ModelDir::open(
-                crate::hub::resolve_model_dir(spec, hub)?,
-            )?)),
+            Some(spec) => Ok(ModelSource::Dir(ModelDir::resolve(spec, hub)?)),
             None => Ok(ModelSource::Taiyi(ModelPaths::resolve(
                 text_dir,
                 vision_file,

@@ -127,10 +127,7 @@ impl ClipModel {
                             .to_string(),
                     });
                 }
-                Some(spec) => Some(ModelDir::open(hub::resolve_model_dir(
-                    &spec,
-                    &HubOptions::from_env(),
-                )?)?),
+                Some(spec) => Some(ModelDir::resolve(&spec, &HubOptions::from_env())?),
                 None => None,
             };
             let vision = match &model {

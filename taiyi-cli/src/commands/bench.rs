@@ -275,7 +275,7 @@ impl BenchArgs {
         let ((mut model, name, weights, params, param_dtype), mut load_s) =
             timed::<B, _>(device, || {
                 let text_dir = match &self.model {
-                    Some(spec) => Some(self.model_dir(spec)?.dir),
+                    Some(spec) => Some(model_dir(spec)?.dir),
                     None => self.text_model.clone(),
                 };
                 let (model, name, weights) = match &text_dir {
@@ -357,7 +357,7 @@ impl BenchArgs {
         batch: usize,
         device: &B::Device,
     ) -> Result<TowerResult, CliError> {
-        let model_dir = self.model.as_ref().map(|m| self.model_dir(m)).transpose()?;
+        let model_dir = self.model.as_deref().map(model_dir).transpose()?;
         let config = match &model_dir {
             Some(dir) => dir.vision.clone(),
             None => taiyi_core::arch::vision_config(&self.vision_arch)?,
@@ -520,12 +520,7 @@ fn chinese_clip_text(name: &str) -> Result<BertConfig, ClipError> {
         })
 }
 
-impl BenchArgs {
-    /// The `--model` directory, opened (its family and image architecture read).
-    fn model_dir(&self, spec: &std::path::Path) -> Result<taiyi_core::ModelDir, ClipError> {
-        taiyi_core::ModelDir::open(taiyi_core::hub::resolve_model_dir(
-            spec,
-            &taiyi_core::HubOptions::from_env(),
-        )?)
-    }
+/// The `--model` directory, opened (its family and image architecture read).
+fn model_dir(spec: &std::path::Path) -> Result<taiyi_core::ModelDir, ClipError> {
+    taiyi_core::ModelDir::resolve(spec, &taiyi_core::HubOptions::from_env())
 }

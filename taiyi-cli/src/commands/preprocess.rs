@@ -28,11 +28,8 @@ const CHUNK: usize = 64;
 
 pub(crate) fn run(a: PreprocessArgs) -> Result<(), CliError> {
     let t = match &a.model {
-        Some(spec) => {
-            let dir =
-                taiyi_core::hub::resolve_model_dir(spec, &taiyi_core::HubOptions::from_env())?;
-            taiyi_core::ModelDir::open(dir)?.image_transform()?
-        }
+        Some(spec) => taiyi_core::ModelDir::resolve(spec, &taiyi_core::HubOptions::from_env())?
+            .image_transform()?,
         None => ImageTransform::open_clip_vit_h_14(),
     };
     let s = t.image_size();

@@ -231,6 +231,13 @@ impl SecondMoment {
 mod tests {
     use super::*;
 
+    /// `x` scaled to unit length.
+    fn unit(mut x: Vec<f32>) -> Vec<f32> {
+        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        x.iter_mut().for_each(|v| *v /= norm);
+        x
+    }
+
     /// Rows in a 3-d subspace of 64 dimensions: auto keeps 32 directions (its smallest step),
     /// and the projection keeps their inner products.
     #[test]
@@ -246,12 +253,10 @@ mod tests {
                 (n as f32 * 0.7).sin(),
                 0.3 + (n % 7) as f32 * 0.1,
             ];
-            let mut x: Vec<f32> = (0..d)
+            let x: Vec<f32> = (0..d)
                 .map(|i| (0..3).map(|k| z[k] * basis[k][i]).sum())
                 .collect();
-            let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
-            x.iter_mut().for_each(|v| *v /= norm);
-            rows.extend(x);
+            rows.extend(unit(x));
         }
         let mut m = SecondMoment::new(d);
         m.add(&rows);
@@ -288,7 +293,7 @@ mod tests {
         let mut rows = Vec::new();
         let mut state = 12345u64;
         for _ in 0..2000 {
-            let mut x: Vec<f32> = (0..d)
+            let x: Vec<f32> = (0..d)
                 .map(|_| {
                     state = state
                         .wrapping_mul(6364136223846793005)
@@ -296,9 +301,7 @@ mod tests {
                     ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
                 })
                 .collect();
-            let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
-            x.iter_mut().for_each(|v| *v /= norm);
-            rows.extend(x);
+            rows.extend(unit(x));
         }
         let mut m = SecondMoment::new(d);
         m.add(&rows);
