@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
-    ClipModel, ClipOptions, DeviceSpec, Family, ImageEncoder, ModelDir, ModelSource, Precision,
-    ShapeBuckets, TextEncoder, TextMode,
+    ClipModel, ClipOptions, DeviceSpec, Family, ImageEncoder, ModelDir, ModelSource, OptionChoices,
+    Precision, TextEncoder, TextMode, vision_config_for,
 };
 
 use crate::error::CliError;
@@ -120,23 +120,22 @@ impl RunOptions {
         )?)
     }
 
-    /// Batch sizes and shape buckets for the device, with the user's batch sizes.
+    /// The load options of a `family` model on the chosen device and precision, with the
+    /// user's text mode and batch sizes ([`ClipOptions::choose`]).
     pub(crate) fn options(
         &self,
+        family: Family,
+        text_mode: Option<TextMode>,
         text_batch: Option<usize>,
         image_batch: Option<usize>,
     ) -> ClipOptions {
-        let defaults = ClipOptions::for_run(self.device, self.precision);
-        ClipOptions {
-            text_batch_size: text_batch.unwrap_or(defaults.text_batch_size),
-            image_batch_size: image_batch.unwrap_or(defaults.image_batch_size),
-            buckets: if self.no_buckets {
-                ShapeBuckets::NONE
-            } else {
-                defaults.buckets
-            },
-            ..defaults
-        }
+        let choices = OptionChoices {
+            text_mode,
+            text_batch_size: text_batch,
+            image_batch_size: image_batch,
+            no_buckets: self.no_buckets,
+        };
+        ClipOptions::choose(family, self.device, self.precision, &choices)
     }
 }
 
@@ -183,9 +182,9 @@ pub(crate) fn text_encoder<B: Backend>(
             Family::Taiyi,
         ),
     };
-    let options = a.run.options(a.text_batch_size, None);
+    let options = a.run.options(family, a.mode, a.text_batch_size, None);
     let enc = TextEncoder::from_dir_as(&dir, device, options.weights)?
-        .with_mode(a.mode.unwrap_or(family.default_text_mode()))
+        .with_mode(options.text_mode)
         .with_batch_size(options.text_batch_size)
         .with_buckets(options.buckets);
     if a.run.warm_up {
@@ -199,9 +198,11 @@ pub(crate) fn image_encoder<B: Backend>(
     a: &VisionModelArgs,
     device: &B::Device,
 ) -> Result<(ImageEncoder<B>, Option<f32>, PathBuf), CliError> {
-    let options = a.run.options(None, a.image_batch_size);
     // Only the image tower is resolved: a Taiyi text directory is not needed here.
-    let (enc, file) = match a.run.model_dir(a.vision_model.is_some())? {
+    let model = a.run.model_dir(a.vision_model.is_some())?;
+    let family = model.as_ref().map_or(Family::Taiyi, |m| m.family);
+    let options = a.run.options(family, None, None, a.image_batch_size);
+    let (enc, file) = match model {
         Some(dir) => (
             ImageEncoder::from_model_dir_as(&dir, device, options.weights)?,
             dir.dir,
@@ -235,15 +236,15 @@ pub(crate) fn clip_model<B: Backend>(
     let source = t
         .run
         .source(t.text_model.as_deref(), v.vision_model.as_deref())?;
-    let vision = match &source {
-        ModelSource::Dir(dir) => dir.vision.clone(),
-        ModelSource::Taiyi(_) => taiyi_core::arch::vision_config(&v.vision_arch)?,
-    };
-    let options = ClipOptions {
-        vision,
-        text_mode: t.mode.unwrap_or(source.family().default_text_mode()),
-        ..t.run.options(t.text_batch_size, v.image_batch_size)
-    };
+    let options = t
+        .run
+        .options(
+            source.family(),
+            t.mode,
+            t.text_batch_size,
+            v.image_batch_size,
+        )
+        .with_vision(vision_config_for(source.dir(), &v.vision_arch)?);
     let model = ClipModel::load_source(&source, &options, device)?;
     if t.run.warm_up {
         let start = std::time::Instant::now();

@@ -93,6 +93,7 @@ mod tests {
         );
         let texts = read_file(&p, input_kind(Some("17")).unwrap()).unwrap();
         assert_eq!(texts, ["一只猫", "熊猫"]);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

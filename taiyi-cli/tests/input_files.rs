@@ -99,7 +99,8 @@ fn input_search_index_special_files_are_refused() {
     let zero_s = s(&zero);
     refused_in_time(&search_args(&zero_s), &[], &[&zero_s, "character device"]);
     // The manifest itself a FIFO (beside a good .npy).
-    let idx2 = index(&scratch("input-search-manifest"));
+    let d2 = scratch("input-search-manifest");
+    let idx2 = index(&d2);
     let manifest2 = names_json(&idx2);
     std::fs::remove_file(&manifest2).unwrap();
     mkfifo(&manifest2);

@@ -41,8 +41,8 @@ fn embed(out_dir: &Path, shard: Option<&str>) {
 
 #[test]
 fn shards_together_equal_one_unsharded_run() {
-    let d = std::env::temp_dir().join(format!("taiyi-shard-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    let scratch = common::scratch("shard-cli");
+    let d = scratch.to_path_buf();
     embed(&d.join("all"), None);
     let (shape, all) = npy_f32(&d.join("all/img_emb/img_emb_0.npy"));
     assert!(shape[0] >= 3, "{shape:?}");

@@ -1,6 +1,7 @@
 //! `embed-image --update` (issue 27): only new and changed images are embedded, rows of gone
 //! images dropped, a touched but unchanged file kept; the result has a full rebuild's rows;
-//! an ANN graph is rebuilt; a failed update leaves the previous index as it was.
+//! an ANN graph follows (edited in place, or rebuilt once more than 10% of its rows changed);
+//! a failed update leaves the previous index as it was.
 
 // Tests fail loudly on purpose.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -38,6 +39,32 @@ fn copy(from: &str, to: &Path) {
     std::fs::copy(root().join(from), to).unwrap();
 }
 
+/// One file of 24 gone, one new: the graph is edited in place (2 edits of 24 rows), and a search
+/// opens it (its stamp, row count and CRC checked against the new rows).
+#[test]
+fn a_small_update_edits_the_graph_in_place() {
+    let t = scratch("update-in-place");
+    let dir = t.join("photos");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..24 {
+        copy([PNG, GREY, CAT][i % 3], &dir.join(format!("p{i:02}.png")));
+    }
+    let idx = t.join("idx.npy");
+    assert!(embed(&dir, &idx, &[]).status.success());
+    ok(&["index", "build", &s(&idx)]);
+    std::fs::remove_file(dir.join("p05.png")).unwrap();
+    copy(CAT, &dir.join("p05b.png"));
+    let r = embed(&dir, &idx, &["--update"]);
+    let err = stderr(&r);
+    assert!(r.status.success(), "{err}");
+    assert!(
+        err.contains("in place (24 rows: 1 added, 1 removed, 0 renumbered"),
+        "{err}"
+    );
+    let found = ok(&["search", "--index", &s(&idx), "--query-vectors", &s(&idx)]);
+    assert_eq!(found.lines().count(), 24);
+}
+
 #[test]
 fn update_embeds_only_what_changed() {
     let t = scratch("update");
@@ -66,7 +93,10 @@ fn update_embeds_only_what_changed() {
         err.contains("update: 2 image(s) embedded, 1 row(s) kept, 2 dropped"),
         "{err}"
     );
-    assert!(err.contains("rebuilt"), "the graph follows the rows: {err}");
+    assert!(
+        err.contains("rebuilt") && err.contains("more than 10% of its rows changed"),
+        "the graph follows the rows: {err}"
+    );
     ok(&["search", "--index", &s(&idx), "--query-vectors", &s(&idx)]);
 
     // The rows of a full run over the same folder (same model, same images).

@@ -198,6 +198,14 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
+    /// The model directory, for a one-directory model.
+    pub fn dir(&self) -> Option<&ModelDir> {
+        match self {
+            Self::Dir(dir) => Some(dir),
+            Self::Taiyi(_) => None,
+        }
+    }
+
     /// `model` (a directory, or a hub repository id such as
     /// `OFA-Sys/chinese-clip-vit-base-patch16`, fetched into the hub cache as the Taiyi
     /// files are) when given; else the Taiyi pair from `text_dir` / `vision_file`, the

@@ -43,6 +43,7 @@ pub mod hub;
 mod index;
 mod model;
 pub mod npy;
+mod options;
 pub mod outfile;
 pub mod retrieval;
 mod shapes;
@@ -64,7 +65,8 @@ pub use encoders::{
 pub use error::{ClipError, error_chain, error_report};
 pub use family::{CHINESE_CLIP_PRESETS, ChineseClipPreset, Family, ModelDir, ModelSource};
 pub use hub::{HubOptions, ModelPaths};
-pub use model::{ClipLogits, ClipModel, ClipOptions, WarmUpReport, logits_from_features};
+pub use model::{ClipLogits, ClipModel, WarmUpReport, logits_from_features};
+pub use options::{ClipOptions, OptionChoices, vision_config_for};
 pub use shapes::ShapeBuckets;
 pub use text_cache::{CacheStats, Lookup, TextCache, TextKey};
 pub use zeroshot::{

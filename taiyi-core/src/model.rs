@@ -6,70 +6,12 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use ndarray::Array2;
-use taiyi_text::{DenseFormat, TextMode};
-use taiyi_vision::VisionConfig;
+use taiyi_text::TextMode;
 
 use crate::encoders::{EncodeOptions, ImageEncoder, ImageSource, TextEncoder};
 use crate::hub::{HubOptions, ModelPaths};
-use crate::{ClipError, DeviceSpec, ShapeBuckets, to_array2};
+use crate::{ClipError, ClipOptions, to_array2};
 use crate::{Family, ModelSource};
-
-/// Options for loading a [`ClipModel`].
-#[derive(Debug, Clone)]
-pub struct ClipOptions {
-    /// Architecture of the image tower (default: open_clip ViT-H-14).
-    pub vision: VisionConfig,
-    /// How texts are padded / masked (default: the model card's).
-    pub text_mode: TextMode,
-    /// Texts per forward pass.
-    pub text_batch_size: usize,
-    /// Images per forward pass.
-    pub image_batch_size: usize,
-    /// Shape buckets for both towers (see [`ShapeBuckets`]).
-    pub buckets: ShapeBuckets,
-    /// How the towers hold their linear weights ([`DeviceSpec::dense_format`]: prepacked bf16
-    /// for `--precision bf16` on the CPU).
-    pub weights: DenseFormat,
-}
-
-impl Default for ClipOptions {
-    /// CPU defaults: 32 texts / 8 images per pass, no shape buckets.
-    fn default() -> Self {
-        Self {
-            vision: VisionConfig::vit_h_14(),
-            text_mode: TextMode::default(),
-            text_batch_size: crate::encoders::DEFAULT_TEXT_BATCH,
-            image_batch_size: crate::encoders::DEFAULT_IMAGE_BATCH,
-            buckets: ShapeBuckets::NONE,
-            weights: DenseFormat::Float,
-        }
-    }
-}
-
-impl ClipOptions {
-    /// [`ClipOptions::for_device`] with the weights `precision` asks for on `device`
-    /// ([`DeviceSpec::dense_format`]).
-    pub fn for_run(device: DeviceSpec, precision: crate::Precision) -> Self {
-        Self {
-            weights: device.dense_format(precision),
-            ..Self::for_device(device)
-        }
-    }
-
-    /// Defaults sized for `device`: on GPUs 128 texts / 64 images per pass and
-    /// [`ShapeBuckets::GPU`]; on the CPU [`ClipOptions::default`].
-    pub fn for_device(device: DeviceSpec) -> Self {
-        match device {
-            DeviceSpec::Cpu => Self::default(),
-            DeviceSpec::Wgpu(_) | DeviceSpec::Cuda(_) => Self {
-                text_batch_size: crate::encoders::GPU_TEXT_BATCH,
-                image_batch_size: crate::encoders::GPU_IMAGE_BATCH,
-                buckets: ShapeBuckets::GPU,
-                ..Self::default()
-            },
-        }
-    }
-}
 
 /// What [`ClipModel::warm_up`] ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

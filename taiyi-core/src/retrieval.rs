@@ -137,11 +137,8 @@ mod tests {
 
     #[test]
     fn empty_rows_cannot_claim_any_count() -> Result<(), ClipError> {
-        let dir = std::env::temp_dir().join(format!("taiyi-index-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|source| ClipError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let tmp = taiyi_testkit::scratch_dir("index-");
+        let dir = tmp.path().to_path_buf();
         let p = dir.join("zero-width.npy");
         crate::npy::write_f32(&p, &[1 << 62, 0], &[])?;
         assert!(matches!(

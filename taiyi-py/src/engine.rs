@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::backend::Backend;
 use taiyi_core::hub::{self, HubOptions};
 use taiyi_core::{
-    BackendTask, Classification, ClipError, ClipOptions, DeviceSpec, EncodeOptions, ImageEncoder,
-    ImageSource, ModelDir, Precision, Prediction, ShapeBuckets, TextEncoder, TextMode,
-    VisionConfig, ZeroShotClassifier, logits_from_features, to_array2, to_vec,
+    BackendTask, Classification, ClipError, ClipOptions, DeviceSpec, EncodeOptions, Family,
+    ImageEncoder, ImageSource, ModelDir, OptionChoices, Precision, Prediction, TextEncoder,
+    TextMode, VisionConfig, ZeroShotClassifier, logits_from_features, to_array2, to_vec,
 };
 
 /// Row-major `f32` values and their `[rows, cols]` shape, ready for numpy.
@@ -248,20 +248,14 @@ pub fn open(
     device: DeviceSpec,
     precision: Precision,
 ) -> Result<Box<dyn Engine>, ClipError> {
-    let defaults = ClipOptions::for_device(device);
-    let options = ClipOptions {
-        vision: settings.vision.clone(),
-        text_mode: settings.text_mode,
-        text_batch_size: settings.text_batch_size.unwrap_or(defaults.text_batch_size),
-        image_batch_size: settings
-            .image_batch_size
-            .unwrap_or(defaults.image_batch_size),
-        buckets: if device == DeviceSpec::Cpu {
-            ShapeBuckets::NONE
-        } else {
-            defaults.buckets
-        },
-        weights: device.dense_format(precision),
+    let family = settings.model.as_ref().map_or(Family::Taiyi, |m| m.family);
+    let choices = OptionChoices {
+        text_mode: Some(settings.text_mode),
+        text_batch_size: settings.text_batch_size,
+        image_batch_size: settings.image_batch_size,
+        no_buckets: false,
     };
+    let options = ClipOptions::choose(family, device, precision, &choices)
+        .with_vision(settings.vision.clone());
     device.run(precision, Open { settings, options })
 }

@@ -130,10 +130,7 @@ impl ClipModel {
                 Some(spec) => Some(ModelDir::resolve(&spec, &HubOptions::from_env())?),
                 None => None,
             };
-            let vision = match &model {
-                Some(m) => m.vision.clone(),
-                None => taiyi_core::arch::vision_config(vision_arch)?,
-            };
+            let vision = taiyi_core::vision_config_for(model.as_ref(), vision_arch)?;
             let settings = Settings {
                 model,
                 text_model: text_model.clone(),

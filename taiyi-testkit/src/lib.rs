@@ -154,6 +154,21 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The guard [`scratch_dir`] returns.
+pub use tempfile::TempDir;
+
+/// A fresh scratch folder under the system's temporary folder, named `taiyi-{prefix}…`,
+/// removed with its contents when the returned guard drops (also when the test fails).
+///
+/// # Panics
+/// If the folder cannot be created: a test cannot run without it.
+pub fn scratch_dir(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("taiyi-{prefix}"))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a scratch folder: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,10 +358,7 @@ impl BenchArgs {
         device: &B::Device,
     ) -> Result<TowerResult, CliError> {
         let model_dir = self.model.as_deref().map(model_dir).transpose()?;
-        let config = match &model_dir {
-            Some(dir) => dir.vision.clone(),
-            None => taiyi_core::arch::vision_config(&self.vision_arch)?,
-        };
+        let config = taiyi_core::vision_config_for(model_dir.as_ref(), &self.vision_arch)?;
         let ((mut model, weights, params, param_dtype), mut load_s) =
             timed::<B, _>(device, || {
                 let (model, weights) = match (&model_dir, &self.vision_model) {

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use burn::tensor::backend::Backend;
 use clap::Args;
-use taiyi_core::ann::AnnIndex;
+use taiyi_core::ann::{AnnEdit, AnnIndex};
 use taiyi_core::retrieval::{EmbeddingIndex, FileStamp, Skipped, UpdatePlan};
 use taiyi_core::shard::{EmbeddingDtype, Shard, write_clip_retrieval};
 use taiyi_core::walk::{WalkOptions, image_files};
@@ -144,20 +144,77 @@ impl EmbedImageArgs {
     }
 }
 
-/// Rebuild the ANN graph of the index `out` if it has one (with the parameters it was built
-/// with), so that it matches the rows just written.
-fn refresh_ann(out: &std::path::Path) -> Result<(), CliError> {
+/// The ANN graph of the index `out` read for an in-place update, when it has one that
+/// matches it; `None` when it has none or one that does not match (an update builds that
+/// one again: [`refresh_ann`]).
+fn ann_to_edit(out: &std::path::Path) -> Option<AnnEdit> {
     if !AnnIndex::ann_path(out).is_file() {
-        return Ok(());
+        return None;
     }
-    let params = AnnIndex::built_params(out).unwrap_or_default();
-    let built = AnnIndex::build(out, &params)?;
-    eprintln!(
-        "rebuilt {} ({} rows, {:.1} s)",
-        built.path.display(),
-        built.header.rows,
-        built.header.build_seconds
-    );
+    AnnIndex::edit(out)
+        .inspect_err(|e| {
+            eprintln!(
+                "{}: built again ({})",
+                AnnIndex::ann_path(out).display(),
+                error_report(e)
+            )
+        })
+        .ok()
+}
+
+/// Bring the ANN graph of the index `out`, if it has one, up to date with the rows just
+/// written: `edit` (the graph read before the rewrite) is edited in place, row `i` of the new
+/// index being the old row `origin[i]` or a new one; without it the graph is built again with
+/// the parameters it was built with.
+fn refresh_ann(
+    out: &std::path::Path,
+    edit: Option<AnnEdit>,
+    origin: &[Option<usize>],
+) -> Result<(), CliError> {
+    let Some(edit) = edit else {
+        if !AnnIndex::ann_path(out).is_file() {
+            return Ok(());
+        }
+        let params = AnnIndex::built_params(out).unwrap_or_default();
+        let built = AnnIndex::build(out, &params)?;
+        eprintln!(
+            "rebuilt {} ({} rows, {:.1} s)",
+            built.path.display(),
+            built.header.rows,
+            built.header.build_seconds
+        );
+        return Ok(());
+    };
+    let done = match edit.apply(out, origin) {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!(
+                "{}: could not be updated in place ({}); built again",
+                AnnIndex::ann_path(out).display(),
+                error_report(&e)
+            );
+            return refresh_ann(out, None, origin);
+        }
+    };
+    let w = &done.written;
+    match done.edited {
+        Some(e) => eprintln!(
+            "updated {} in place ({} rows: {} added, {} removed, {} renumbered; {:.1} s)",
+            w.path.display(),
+            w.header.rows,
+            e.added,
+            e.removed,
+            e.renumbered,
+            done.seconds
+        ),
+        None => eprintln!(
+            "rebuilt {} ({} rows, {:.1} s: more than {:.0}% of its rows changed since it was built)",
+            w.path.display(),
+            w.header.rows,
+            done.seconds,
+            taiyi_core::ann::REBUILD_AFTER * 100.0
+        ),
+    }
     Ok(())
 }
 
@@ -289,6 +346,8 @@ impl BackendTask for EmbedImageArgs {
                         .map(|&i| FileStamp::of(&paths[i]))
                         .collect::<Result<_, _>>()?,
                 };
+                // The graph is read (and checked against the old rows) before they are replaced.
+                let edit = plan.as_ref().and_then(|_| ann_to_edit(out));
                 EmbeddingIndex::write_stamped(
                     out, d, &values, &names, !self.raw, &skipped, &stamps,
                 )?;
@@ -300,7 +359,11 @@ impl BackendTask for EmbedImageArgs {
                         p.dropped
                     );
                 }
-                refresh_ann(out)?;
+                let origin: Vec<Option<usize>> = match &plan {
+                    Some(p) => kept_inputs.iter().map(|&i| p.keep[i]).collect(),
+                    None => Vec::new(),
+                };
+                refresh_ann(out, edit, &origin)?;
                 out.display().to_string()
             }
             (None, None) => return Err(CliError::Usage("--out or --out-dir is required".into())),

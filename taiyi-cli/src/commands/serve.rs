@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use taiyi_core::{ClipOptions, CpuKernel, DenseFormat, ModelSource, Precision, TextMode};
+use taiyi_core::{CpuKernel, DenseFormat, ModelSource, Precision, TextMode, vision_config_for};
 use taiyi_server::{BatchConfig, Limits, ModelInfo, ServeTask, ServerConfig, Timeouts};
 
 use crate::args::{RunOptions, WARM_UP_TOKENS};
@@ -138,17 +138,17 @@ pub(crate) fn run(a: ServeArgs, run: RunOptions, precision: Precision) -> Result
         });
     }
     let source = run.source(a.text_model.as_deref(), a.vision_model.as_deref())?;
-    let (vision, vision_arch) = match &source {
-        ModelSource::Dir(dir) => (dir.vision.clone(), "config.json".to_string()),
-        ModelSource::Taiyi(_) => (
-            taiyi_core::arch::vision_config(&a.vision_arch)?,
-            a.vision_arch,
-        ),
-    };
-    let options = ClipOptions {
-        vision,
-        text_mode: a.mode,
-        ..run.options(a.text_batch_size, a.image_batch_size)
+    let options = run
+        .options(
+            source.family(),
+            Some(a.mode),
+            a.text_batch_size,
+            a.image_batch_size,
+        )
+        .with_vision(vision_config_for(source.dir(), &a.vision_arch)?);
+    let vision_arch = match &source {
+        ModelSource::Dir(_) => "config.json".to_string(),
+        ModelSource::Taiyi(_) => a.vision_arch,
     };
     if let Some(shared) = &config.index {
         let (model, index) = (options.vision.output_dim, shared.index.dim());

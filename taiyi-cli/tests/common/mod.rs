@@ -83,12 +83,26 @@ pub fn fails(args: &[&str], needle: &str) -> String {
     err
 }
 
-/// A fresh temporary folder for one test (`name` unique per test).
-pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("taiyi-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
+/// A fresh temporary folder for one test (`name` unique per test), removed with everything in
+/// it when the returned guard drops, also when the test fails.
+pub fn scratch(name: &str) -> Scratch {
+    Scratch(taiyi_testkit::scratch_dir(&format!("test-{name}-")))
+}
+
+/// [`scratch`]'s guard: derefs to the folder's path.
+pub struct Scratch(taiyi_testkit::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 /// A path as a command-line argument.

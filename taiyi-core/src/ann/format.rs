@@ -162,6 +162,10 @@ pub struct AnnHeader {
     /// stored between the header and the graph); `None`: full width.
     #[serde(default)]
     pub projection: Option<ProjectionInfo>,
+    /// Rows added to or removed from the graph since it was built (updates edit the graph in
+    /// place until these reach [`REBUILD_AFTER`] of its rows; then it is built again).
+    #[serde(default)]
+    pub edits: usize,
 }
 
 impl AnnHeader {

@@ -145,7 +145,9 @@ impl MappedRows {
 pub(crate) struct MappedGraph {
     // Field order is drop order: the graph, which points into the map, goes first.
     graph: usearch::Index,
-    _map: Mmap,
+    map: Mmap,
+    /// Where the graph starts in the map.
+    offset: usize,
     /// Searches running now, at most `contexts` (usearch holds one search context per
     /// concurrent search and fails a search when all are taken: callers wait here instead).
     running: std::sync::Mutex<usize>,
@@ -221,11 +223,30 @@ impl MappedGraph {
             .map_err(|e| ann("cannot reserve search contexts", e))?;
         Ok(Self {
             graph,
-            _map: map,
+            map,
+            offset,
             running: std::sync::Mutex::new(0),
             freed: std::sync::Condvar::new(),
             contexts,
         })
+    }
+
+    /// A copy of the graph in memory, built with `options`, that can be edited (a view cannot).
+    ///
+    /// # Errors
+    /// [`ClipError::Ann`] if usearch refuses the bytes (checked by CRC when viewed).
+    pub(crate) fn load_copy(
+        &self,
+        path: &Path,
+        options: &usearch::IndexOptions,
+    ) -> Result<usearch::Index, ClipError> {
+        let ann = |what: &'static str| super::build::engine_error(path, what);
+        let graph = usearch::Index::new(options).map_err(ann("cannot create the graph"))?;
+        let bytes = self.map.get(self.offset..).unwrap_or_default();
+        graph
+            .load_from_buffer(bytes)
+            .map_err(ann("cannot load the graph"))?;
+        Ok(graph)
     }
 
     /// The graph.

@@ -33,6 +33,7 @@ mod collection;
 mod format;
 mod mapped;
 mod pca;
+mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,7 @@ use format::graph_offset;
 pub use format::{AnnHeader, AnnParams, AnnQuantization, EXACT_BELOW, NpyStamp};
 use format::{FORMAT, VERSION, read_header};
 pub use pca::{AUTO_ENERGY, Projection, ProjectionInfo, ReduceDim};
+pub use update::{AnnEdit, AnnEdits, AnnUpdate, REBUILD_AFTER};
 
 /// An embedding index opened for approximate search: the memory-mapped `.ann` graph, the
 /// memory-mapped float32 rows of the `.npy` and the manifest's row names.
@@ -199,6 +201,32 @@ impl AnnIndex {
             path,
             projection,
         })
+    }
+
+    /// Open the index `npy` with its `.ann` file as [`AnnIndex::open`] does (so the graph is
+    /// checked against the `.npy` it was built from) and read the graph into memory, to be
+    /// brought up to date once the `.npy` is rewritten ([`AnnEdit::apply`]).
+    ///
+    /// # Errors
+    /// As [`AnnIndex::open`]; [`ClipError::Ann`] if the engine cannot load the graph.
+    pub fn edit(npy: &Path) -> Result<AnnEdit, ClipError> {
+        let index = Self::open(npy)?;
+        let options = index.header.params.options(index.header.graph_dim());
+        let graph = index.graph.load_copy(&index.path, &options)?;
+        Ok(AnnEdit {
+            header: index.header,
+            projection: index.projection,
+            graph,
+            path: index.path,
+        })
+    }
+
+    /// The error for a `.ann` file whose graph does not hold what its header says.
+    fn damaged(path: &Path, message: String) -> ClipError {
+        ClipError::Index {
+            path: path.to_path_buf(),
+            message,
+        }
     }
 
     /// What the file says about itself.

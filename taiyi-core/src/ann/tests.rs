@@ -8,7 +8,7 @@ use super::*;
 use crate::retrieval::{EmbeddingIndex, top_k};
 
 /// Rows `normalize(m·u + Σ z_j b_j + σ e)`: a mean direction, 8 latent dimensions in 48, noise.
-fn collection(n: usize, seed: u64) -> (Vec<f32>, usize) {
+pub(super) fn collection(n: usize, seed: u64) -> (Vec<f32>, usize) {
     let d = 48;
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut uniform = move || {
@@ -36,23 +36,20 @@ fn collection(n: usize, seed: u64) -> (Vec<f32>, usize) {
     (rows, d)
 }
 
-fn names(n: usize) -> Vec<String> {
+pub(super) fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("img{i}.jpg")).collect()
 }
 
-fn dir(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("taiyi-ann-{name}"))
-        .tempdir()
-        .unwrap_or_else(|e| panic!("temp dir: {e}"))
+pub(super) fn dir(name: &str) -> tempfile::TempDir {
+    taiyi_testkit::scratch_dir(&format!("ann-{name}"))
 }
 
-const N: usize = 6000;
+pub(super) const N: usize = 6000;
 
 /// Recall@10 of `ann` against exact search over `queries` (`d`-wide rows), checking on the way
 /// that every query gets 10 hits, best first, each scored by its row's exact cosine, and that
 /// `search_exact` is the exact answer.
-fn recall_at_10(
+pub(super) fn recall_at_10(
     ann: &AnnIndex,
     exact: &EmbeddingIndex,
     queries: &[f32],

@@ -6,11 +6,8 @@ use super::*;
 
 #[test]
 fn round_trips_and_rejects_garbage() -> Result<(), ClipError> {
-    let dir = std::env::temp_dir().join(format!("taiyi-npy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| ClipError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    let tmp = taiyi_testkit::scratch_dir("npy-");
+    let dir = tmp.path().to_path_buf();
     let p = dir.join("a.npy");
     let data: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
     write_f32(&p, &[2, 3], &data)?;
@@ -41,9 +38,8 @@ fn round_trips_and_rejects_garbage() -> Result<(), ClipError> {
 /// without blocking.
 #[test]
 fn npy_length_must_be_what_its_header_declares() {
-    let dir = std::env::temp_dir().join(format!("taiyi-npy-len-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = taiyi_testkit::scratch_dir("npy-len-");
+    let dir = tmp.path().to_path_buf();
     let p = dir.join("a.npy");
     write_f32(&p, &[2, 3], &[0.5; 6]).unwrap();
     let good = std::fs::read(&p).unwrap();
@@ -148,11 +144,8 @@ fn headers_are_parsed_not_searched() {
 /// file cut short is refused.
 #[test]
 fn streamed_read_equals_parse_and_digests_the_whole_file() -> Result<(), ClipError> {
-    let dir = std::env::temp_dir().join(format!("taiyi-npy-stream-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| ClipError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    let tmp = taiyi_testkit::scratch_dir("npy-stream-");
+    let dir = tmp.path().to_path_buf();
     let p = dir.join("big.npy");
     let n = PIECE / 4 + 12_345;
     let data: Vec<f32> = (0..n).map(|i| (i as f32).sin()).collect();
@@ -177,6 +170,5 @@ fn streamed_read_equals_parse_and_digests_the_whole_file() -> Result<(), ClipErr
         source,
     })?;
     assert!(matches!(read_f32(&p), Err(ClipError::Npy { .. })));
-    std::fs::remove_dir_all(&dir).map_err(|source| ClipError::Io { path: dir, source })?;
     Ok(())
 }
