@@ -29,6 +29,32 @@ pub(crate) fn best(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     hits
 }
 
+/// L2-normalise every `dim`-wide row of `queries` in place (a search compares normalised
+/// vectors).
+///
+/// # Errors
+/// [`ClipError::Mismatch`] for a `dim` of 0, values that are not whole rows, or a row that is
+/// zero or not finite (the message names the row).
+pub fn normalize_queries(queries: &mut [f32], dim: usize) -> Result<(), ClipError> {
+    if dim == 0 || !queries.len().is_multiple_of(dim) {
+        return Err(ClipError::Mismatch {
+            message: format!("{} values are not rows of width {dim}", queries.len()),
+        });
+    }
+    for (i, row) in queries.chunks_mut(dim).enumerate() {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if !norm.is_finite() || norm == 0.0 {
+            return Err(ClipError::Mismatch {
+                message: format!(
+                    "query row {i} has norm {norm}; queries must be finite and non-zero"
+                ),
+            });
+        }
+        row.iter_mut().for_each(|x| *x /= norm);
+    }
+    Ok(())
+}
+
 fn check_width(query: usize, index: usize) -> Result<(), ClipError> {
     if index != query {
         return Err(ClipError::Mismatch {

@@ -6,6 +6,7 @@ mod convert;
 mod engine;
 mod errors;
 mod model;
+mod search;
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _taiyi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::ClipModel>()?;
+    m.add_class::<search::SearchIndex>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_TEMPLATE", taiyi_core::DEFAULT_TEMPLATE)?;
     m.add("CHINESE_TEMPLATES", taiyi_core::CHINESE_TEMPLATES.to_vec())?;

@@ -1,5 +1,5 @@
 //! The type stubs (`python/taiyi/__init__.pyi`) name exactly the methods and properties that
-//! `src/model.rs` defines on `ClipModel`.
+//! `src/model.rs` defines on `ClipModel` and `src/search.rs` on `SearchIndex`.
 //!
 //! Being a test of this package also makes `cargo test --workspace` build the extension
 //! module (`lib_taiyi.so`) with the workspace's feature resolution, which
@@ -23,9 +23,10 @@ fn rust_methods(src: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `def name(` inside `class ClipModel:`, without dunder methods.
-fn stub_methods(pyi: &str) -> BTreeSet<String> {
-    let class = pyi.split("class ClipModel:").nth(1).unwrap_or("");
+/// `def name(` inside `class NAME:` (up to the next class), without dunder methods.
+fn stub_methods(pyi: &str, name: &str) -> BTreeSet<String> {
+    let class = pyi.split(&format!("class {name}:")).nth(1).unwrap_or("");
+    let class = class.split("\nclass ").next().unwrap_or("");
     class
         .lines()
         .filter_map(|l| l.trim().strip_prefix("def "))
@@ -36,13 +37,27 @@ fn stub_methods(pyi: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn stubs_match_the_class() -> std::io::Result<()> {
+fn stubs_match_the_classes() -> std::io::Result<()> {
+    let pyi = read("python/taiyi/__init__.pyi")?;
     let rust = rust_methods(&read("src/model.rs")?);
-    let stubs = stub_methods(&read("python/taiyi/__init__.pyi")?);
     assert!(
         rust.contains("encode_images") && rust.contains("logit_scale"),
         "{rust:?}"
     );
-    assert_eq!(rust, stubs, "src/model.rs vs python/taiyi/__init__.pyi");
+    assert_eq!(
+        rust,
+        stub_methods(&pyi, "ClipModel"),
+        "src/model.rs vs python/taiyi/__init__.pyi"
+    );
+    let rust = rust_methods(&read("src/search.rs")?);
+    assert!(
+        rust.contains("search") && rust.contains("names"),
+        "{rust:?}"
+    );
+    assert_eq!(
+        rust,
+        stub_methods(&pyi, "SearchIndex"),
+        "src/search.rs vs python/taiyi/__init__.pyi"
+    );
     Ok(())
 }

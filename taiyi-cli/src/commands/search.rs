@@ -95,16 +95,13 @@ fn query_rows(path: &std::path::Path) -> Result<(Vec<f32>, usize), CliError> {
             path.display()
         )));
     }
-    for (i, row) in values.chunks_mut(d).enumerate() {
-        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if !norm.is_finite() || norm == 0.0 {
-            return Err(CliError::Usage(format!(
-                "--query-vectors {}: row {i} has norm {norm}; queries must be finite and non-zero",
-                path.display()
-            )));
-        }
-        row.iter_mut().for_each(|x| *x /= norm);
-    }
+    taiyi_core::retrieval::normalize_queries(&mut values, d).map_err(|e| {
+        CliError::Usage(format!(
+            "--query-vectors {}: {}",
+            path.display(),
+            taiyi_core::error_report(&e)
+        ))
+    })?;
     Ok((values, d))
 }
 

@@ -7,15 +7,18 @@ as the ``taiyi`` command line), loaded once per process and called without the G
     model = taiyi.ClipModel()                      # env vars or the Hugging Face hub cache
     feats = model.encode_texts(["一只猫", "一只狗"])   # numpy float32 (2, 1024), L2-normalised
     probs = model.logits(["cat.jpg"], ["一只猫", "一只狗"])[1]
+    index = taiyi.SearchIndex("photos.npy")        # `taiyi embed-image --out photos.npy`
+    hits = index.search(feats[0], top_k=5)         # [{"row", "name", "score"}, ...]
 """
 
 from ._errors import TaiyiError, TaiyiFileNotFoundError, TaiyiValueError
-from ._taiyi import CHINESE_TEMPLATES, DEFAULT_TEMPLATE, ClipModel, __version__
+from ._taiyi import CHINESE_TEMPLATES, DEFAULT_TEMPLATE, ClipModel, SearchIndex, __version__
 
 __all__ = [
     "CHINESE_TEMPLATES",
     "DEFAULT_TEMPLATE",
     "ClipModel",
+    "SearchIndex",
     "TaiyiError",
     "TaiyiFileNotFoundError",
     "TaiyiValueError",

@@ -143,3 +143,34 @@ class ClipModel:
     def text_loaded(self) -> bool: ...
     @property
     def image_loaded(self) -> bool: ...
+
+class Hit(TypedDict):
+    row: int
+    name: str
+    score: float
+
+class SearchIndex:
+    """An embedding index (`taiyi embed-image --out FILE.npy`) opened for search: through its ANN
+    graph `FILE.npy.ann` (`taiyi index build`) when it has one and `exact` is false, else by
+    scoring every row. Scores are exact cosines either way."""
+
+    def __init__(self, path: Union[str, os.PathLike], exact: bool = False) -> None: ...
+    def search(
+        self, queries: npt.ArrayLike, top_k: int = 10
+    ) -> Union[List[Hit], List[List[Hit]]]:
+        """Best `top_k` rows, best first: a list of hits for a `(dim,)` query, one list per
+        query for `(m, dim)`. Queries are L2-normalised here; a zero row is a TaiyiValueError."""
+    def info(self) -> dict:
+        """Kind, rows, dim and the ANN graph's header (as `taiyi serve --index` reports)."""
+    @property
+    def rows(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def kind(self) -> str:
+        """`"ann"` or `"exact"`."""
+    @property
+    def names(self) -> List[str]: ...
+    @property
+    def path(self) -> str: ...
+    def __len__(self) -> int: ...
