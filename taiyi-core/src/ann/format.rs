@@ -70,7 +70,7 @@ pub struct AnnParams {
     /// Candidate list size while building (HNSW `efConstruction`).
     pub expansion_add: usize,
     /// Candidate list size while searching (HNSW `ef`), at least the number of candidates
-    /// asked for; can be changed at search time ([`AnnIndex::set_expansion_search`]).
+    /// asked for; can be changed at search time ([`AnnIndex::set_expansion_search`](super::AnnIndex::set_expansion_search)).
     pub expansion_search: usize,
     /// The graph's vectors: the rows' top principal directions ([`ReduceDim::Auto`], the
     /// default for new builds) or the full rows. Files without it were built full width.
@@ -163,7 +163,8 @@ pub struct AnnHeader {
     #[serde(default)]
     pub projection: Option<ProjectionInfo>,
     /// Rows added to or removed from the graph since it was built (updates edit the graph in
-    /// place until these reach [`REBUILD_AFTER`] of its rows; then it is built again).
+    /// place until these reach [`REBUILD_AFTER`](super::REBUILD_AFTER) of its rows; then it is
+    /// built again).
     #[serde(default)]
     pub edits: usize,
 }
